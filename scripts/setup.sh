@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vfiobox needs (only those missing), then configures and builds one
+# CMake preset. Usage: scripts/setup.sh [preset] (default: "default"). Idempotent and quick when
+# everything is already there. Must run as root on a fresh Debian 12 machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preset=${1:-default}
+
+pkgs=(build-essential cmake ninja-build pkg-config
+      libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev)
+case "$preset" in
+  asan|tsan|thread-safety) pkgs+=(clang-19 libclang-rt-19-dev lld-19) ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset"

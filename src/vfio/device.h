@@ -1,0 +1,83 @@
+// vfio::Device: one device driven by a VFIO bus driver (vfio-pci, vfio-platform), registered with
+// the Vfio core (Linux: struct vfio_device). The bus driver creates it in its probe and
+// unregisters it in its remove; unregistration blocks until every user handle (DeviceFile) on the
+// device is closed, re-sending the driver's request (REQ) while it waits, with no lock held.
+//
+// Lifetime: refcounted memory (the driver, the group's device list and every DeviceFile hold
+// references). Separately, `registrations_` is the Linux "refcount": 1 for the registration plus 1
+// per open DeviceFile; new opens are refused once it has dropped to 0.
+//
+// Locks: open_mu_ (kVfioDeviceSet) guards open_count_ and first-open/last-close; the group's
+// device-list lock guards membership in the group's list.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/mutex.h"
+#include "base/ref_counted.h"
+#include "base/result.h"
+#include "hw/device.h"
+
+namespace vfio {
+
+class Device;
+class Group;
+
+// What a VFIO bus driver provides (Linux: vfio_device_ops). Every call is made with no VFIO lock
+// held except OpenDevice/CloseDevice, which run under the device's open lock.
+class DeviceOps {
+ public:
+  virtual ~DeviceOps() = default;
+  virtual std::string_view driver_name() const = 0;
+  // First open of the device (vfio-pci: enable, reset, build the virtual config space).
+  virtual vb::Result<void> OpenDevice(Device&) { return vb::Ok(); }
+  // Last close.
+  virtual void CloseDevice(Device&) {}
+  // Unregistration is waiting for users; `count` is 0, 1, 2... (vfio-pci signals REQ).
+  virtual void Request(Device&, unsigned count) {}
+  // GET_DEVICE_FD name matching. Default: the exact name of the hw device.
+  virtual bool Match(const Device& dev, std::string_view name) const;
+};
+
+class Device : public vb::RefCounted<Device> {
+ public:
+  ~Device();
+
+  hw::Device& hw() const { return *hw_; }
+  const std::string& name() const { return hw_->name(); }
+  DeviceOps& ops() const { return ops_; }
+  Group& group() const { return *group_; }
+  int index() const { return index_; }  // vfio<index>
+
+  int open_count() const EXCLUDES(open_mu_);
+  // Registration + open handles; 0 once unregistration started.
+  uint64_t registrations() const { return registrations_.load(std::memory_order_acquire); }
+
+ private:
+  friend class Vfio;
+  friend class Group;
+  friend class GroupFile;
+  friend class DeviceFile;
+  Device(hw::Device& hw, DeviceOps& ops, vb::RefPtr<Group> group, int index);
+
+  // Raises the registration count unless it already reached 0 (Linux vfio_device_try_get_registration).
+  bool TryGetRegistration();
+  void PutRegistration();
+
+  vb::RefPtr<hw::Device> hw_;
+  DeviceOps& ops_;
+  vb::RefPtr<Group> group_;
+  const int index_;
+
+  std::atomic<uint64_t> registrations_{1};
+  vb::Mutex release_mu_{vb::LockRank::kLeaf};  // pairs with released_cv_ for unregistration
+  vb::CondVar released_cv_;
+
+  mutable vb::Mutex open_mu_{vb::LockRank::kVfioDeviceSet};  // guards open_count_
+  int open_count_ GUARDED_BY(open_mu_) = 0;
+};
+
+}  // namespace vfio
