@@ -1,0 +1,97 @@
+#include "topology/topology_spec.h"
+
+#include <gtest/gtest.h>
+
+namespace topology {
+namespace {
+
+std::string ErrorOf(const std::string& text) {
+  ParseError err;
+  auto t = ParseTopology(text, "t.json", &err);
+  EXPECT_FALSE(t.has_value());
+  return err.message;
+}
+
+TEST(TopologySpec, DefaultMachineParsesWithEveryGroupingCase) {
+  TopologySpec t = DefaultTopology();
+  ASSERT_GE(t.iommus.size(), 2u);
+  // The instances differ in page sizes, aperture, coherency enforcement and MSI isolation.
+  EXPECT_NE(t.iommus[0].pgsize_bitmap, t.iommus[1].pgsize_bitmap);
+  bool some_unisolated = false;
+  for (auto& i : t.iommus) some_unisolated |= !i.msi_isolated;
+  EXPECT_TRUE(some_unisolated);
+  bool edu = false, p2p_bridge = false, upstream = false, multifunction = false, kernel_driver = false;
+  for (auto& d : t.pci) {
+    edu |= d.type == "edu";
+    p2p_bridge |= d.type == "pcie-to-pci-bridge";
+    upstream |= d.type == "switch-upstream";
+    multifunction |= d.multifunction;
+    kernel_driver |= !d.driver.empty() && d.driver != "vfio-pci" && d.driver != "pcieport" && d.driver != "pci-stub";
+  }
+  EXPECT_TRUE(edu && p2p_bridge && upstream && multifunction && kernel_driver);
+  ASSERT_EQ(t.platform.size(), 1u);
+  EXPECT_FALSE(t.platform[0].shares_group_with.empty());
+}
+
+TEST(TopologySpec, InheritsIommuAndDefaultsPortDriver) {
+  ParseError err;
+  auto t = ParseTopology(R"({"iommus":[{"name":"a"},{"name":"b"}],
+    "pci":[{"bdf":"00:01.0","type":"root-port","secondary_bus":1,"iommu":"b"},
+           {"bdf":"01:00.0","type":"edu"},
+           {"bdf":"00:02.0","type":"endpoint"}]})", "t", &err);
+  ASSERT_TRUE(t.has_value()) << err.message;
+  EXPECT_EQ(t->pci[0].driver, "pcieport");
+  EXPECT_EQ(t->pci[1].iommu, "b");
+  EXPECT_EQ(t->pci[2].iommu, "a");
+}
+
+TEST(TopologySpec, SyntaxErrorNamesLineAndColumn) {
+  std::string msg = ErrorOf("{\n  \"iommus\": [\n    {\"name\": \"a\",}\n  ]\n}");
+  EXPECT_EQ(msg.rfind("t.json:3:", 0), 0u) << msg;
+  EXPECT_NE(msg.find("syntax error"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+}
+
+TEST(TopologySpec, SemanticErrorsNameTheJsonPointer) {
+  const std::string iommu = R"("iommus":[{"name":"a"}])";
+  struct Case {
+    std::string pci;
+    std::string expect;
+  } cases[] = {
+      {R"([{"bdf":"01:00.0","type":"edu"}])", "/pci/0/bdf: bus 1 is not behind"},
+      {R"([{"bdf":"00:01.0","type":"root-port"}])", "/pci/0: a root-port needs \"secondary_bus\""},
+      {R"([{"bdf":"00:01.0","type":"gpu"}])", "/pci/0/type: \"gpu\" is not a known device type"},
+      {R"([{"bdf":"00:01.0","type":"edu"},{"bdf":"00:01.0","type":"edu"}])", "/pci/1/bdf: address used twice"},
+      {R"([{"bdf":"00:01.1","type":"edu"}])", "/pci/0/bdf: function 1 needs function 0"},
+      {R"([{"bdf":"00:1f.0","type":"endpoint","bars":[{"index":0,"kind":"mem32","size":"0x300"}]}])",
+       "/pci/0/bars/0/size: a BAR size is a power of two"},
+      {R"([{"bdf":"00:01.0","type":"root-port","secondary_bus":1},{"bdf":"00:02.0","type":"root-port","secondary_bus":1}])",
+       "/pci/1/secondary_bus: bus 1 is already behind 0000:00:01.0"},
+      {R"([{"bdf":"00:01.0","type":"edu","iommu":"zz"}])", "/pci/0/iommu: no IOMMU named \"zz\""},
+      {R"([{"bdf":"00:01.0","type":"edu","colour":"red"}])", "/pci/0/colour: unknown key"},
+      {R"([{"bdf":"0:1:2","type":"edu"}])", "/pci/0/bdf: \"0:1:2\" is not a PCI address"},
+  };
+  for (const Case& c : cases) {
+    std::string msg = ErrorOf("{" + iommu + ",\"pci\":" + c.pci + "}");
+    EXPECT_NE(msg.find(c.expect), std::string::npos) << "got: " << msg << "\nwanted: " << c.expect;
+    EXPECT_EQ(msg.find('\n'), std::string::npos);
+  }
+}
+
+TEST(TopologySpec, MissingFileIsOneLine) {
+  ParseError err;
+  EXPECT_FALSE(LoadTopologyFile("/nonexistent/x.json", &err).has_value());
+  EXPECT_NE(err.message.find("/nonexistent/x.json: cannot open"), std::string::npos);
+}
+
+TEST(TopologySpec, NumbersMayBeHexStrings) {
+  ParseError err;
+  auto t = ParseTopology(R"({"iommus":[{"name":"a","reserved":[{"first":"0xfee00000","last":4277141503,"type":"msi"}]}]})",
+                         "t", &err);
+  ASSERT_TRUE(t.has_value()) << err.message;
+  EXPECT_EQ(t->iommus[0].reserved[0].first, 0xfee00000u);
+  EXPECT_EQ(t->iommus[0].reserved[0].last, 0xfeefffffu);
+}
+
+}  // namespace
+}  // namespace topology
