@@ -28,6 +28,8 @@ struct Dma {
   uint64_t iova = 0;
   uint64_t size = 0;             // > 0; iova + size - 1 does not wrap
   uint64_t vaddr = 0;            // user virtual address of iova (stale while vaddr_invalid)
+  uint64_t pinned = 0;           // host address the IOMMU translates iova to (the pages pinned at
+                                 // MAP time; a VADDR update does not re-pin, as on 6.1)
   uint32_t prot = 0;             // kProtRead | kProtWrite
   bool vaddr_invalid = false;    // UNMAP_DMA(VADDR) done, MAP_DMA(VADDR) not yet (§5.4)
   bool iommu_mapped = false;     // pinned and mapped into the domains (false: created while the

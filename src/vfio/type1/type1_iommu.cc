@@ -1,0 +1,475 @@
+#include "vfio/type1/type1_iommu.h"
+
+#include <algorithm>
+
+#include "base/epoch.h"
+#include "iommu/iommu.h"
+#include "vfio/type1/flags.h"
+#include "vfio/type1/user_memory.h"
+
+namespace vfio::type1 {
+namespace {
+
+constexpr uint64_t kCpuPage = 4096;
+// Before any domain exists: every power of two >= PAGE_SIZE (§4.5).
+constexpr uint64_t kAllPgsizes = ~(kCpuPage - 1);
+
+vb::Mutex g_hook_mu(vb::LockRank::kLeaf);  // guards g_attach_hook
+std::function<void(hw::Device&)> g_attach_hook GUARDED_BY(g_hook_mu);
+
+void RunAttachHook(hw::Device& dev) {
+  std::function<void(hw::Device&)> hook;
+  {
+    vb::MutexLock l(g_hook_mu);
+    hook = g_attach_hook;
+  }
+  if (hook) hook(dev);
+}
+
+uint32_t DomainProt(uint32_t prot) {
+  uint32_t p = 0;
+  if (prot & kProtRead) p |= iommu::kProtRead;
+  if (prot & kProtWrite) p |= iommu::kProtWrite;
+  return p;
+}
+
+ReservedKind KindOf(iommu::ReservedRegionType t) {
+  switch (t) {
+    case iommu::ReservedRegionType::kMsi: return ReservedKind::kMsi;
+    case iommu::ReservedRegionType::kSwMsi: return ReservedKind::kSwMsi;
+    case iommu::ReservedRegionType::kDirect: return ReservedKind::kDirect;
+    case iommu::ReservedRegionType::kDirectRelaxable: return ReservedKind::kDirectRelaxable;
+    case iommu::ReservedRegionType::kReserved: return ReservedKind::kReserved;
+  }
+  return ReservedKind::kReserved;
+}
+
+}  // namespace
+
+void Iommu::SetAttachHookForTest(std::function<void(hw::Device&)> hook) {
+  vb::MutexLock l(g_hook_mu);
+  g_attach_hook = std::move(hook);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Type1Backend
+
+long Type1Backend::CheckExtension(unsigned long ext) const {
+  switch (ext) {
+    case kExtType1:
+    case kExtType1v2:
+    case kExtType1Nesting:  // 6.1 still offers nesting (removed in 6.13)
+    case kExtUnmapAll:
+      return 1;
+    default:
+      // DMA_CC and UPDATE_VADDR need an instantiated backend (6.1.y): 0 before SET_IOMMU.
+      return 0;
+  }
+}
+
+vb::Result<std::unique_ptr<BackendInstance>> Type1Backend::Open(unsigned long type) {
+  switch (type) {
+    case kExtType1:
+      return std::unique_ptr<BackendInstance>(new Iommu(false, options_));
+    case kExtType1v2:
+    case kExtType1Nesting:
+      return std::unique_ptr<BackendInstance>(new Iommu(true, options_));
+    default:
+      return vb::Err(EINVAL, "type1: unsupported IOMMU type");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Iommu
+
+Iommu::Iommu(bool v2, const Options& options)
+    : v2_(v2),
+      options_(options),
+      account_(options.account ? *options.account : LockedMemory::ForProcess()),
+      dmas_(options.dma_entry_limit),
+      pgsize_bitmap_(kAllPgsizes) {}
+
+Iommu::~Iommu() {
+  vb::MutexLock l(mu_);
+  RemoveAllLocked();
+  for (DomainRec& d : domains_) {
+    for (iommu::Group* g : d.groups) (void)g->DetachDomain(*d.domain);
+  }
+  domains_.clear();
+  emulated_groups_.clear();
+}
+
+long Iommu::CheckExtension(unsigned long ext) {
+  vb::MutexLock l(mu_);
+  switch (ext) {
+    case kExtType1:
+    case kExtType1v2:
+    case kExtType1Nesting:
+    case kExtUnmapAll:
+      return 1;
+    case kExtDmaCc:
+      // Every domain must enforce coherency (vacuously true with none).
+      return std::all_of(domains_.begin(), domains_.end(), [](const DomainRec& d) { return d.enforce_cc; });
+    case kExtUpdateVaddr:
+      return emulated_groups_.empty() ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+Iommu::DomainRec* Iommu::FindDomainLocked(const iommu::Group& group) {
+  for (DomainRec& d : domains_)
+    if (std::find(d.groups.begin(), d.groups.end(), &group) != d.groups.end()) return &d;
+  return nullptr;
+}
+
+void Iommu::RecomputePgsizeLocked() {
+  uint64_t bitmap = kAllPgsizes;
+  for (const DomainRec& d : domains_) bitmap &= d.domain->pgsize_bitmap();
+  // Sub-page sizes are hidden: PAGE_SIZE stands for them.
+  if (bitmap & (kCpuPage - 1)) bitmap = (bitmap & ~(kCpuPage - 1)) | kCpuPage;
+  pgsize_bitmap_ = bitmap;
+}
+
+std::vector<ReservedRegion> Iommu::ReservedOfLocked(const iommu::Group& group) const {
+  // Every member of a group is served by the group's IOMMU instance, so the union of the
+  // members' reserved regions is the instance's.
+  std::vector<ReservedRegion> out;
+  for (const iommu::ReservedRegion& r : group.iommu().caps().reserved)
+    out.push_back(ReservedRegion{vb::Interval{r.first, r.last}, KindOf(r.type)});
+  return out;
+}
+
+std::vector<ReservedRegion> Iommu::AllReservedLocked() const {
+  std::vector<ReservedRegion> out;
+  for (const DomainRec& d : domains_)
+    for (const iommu::Group* g : d.groups) {
+      auto r = ReservedOfLocked(*g);
+      out.insert(out.end(), r.begin(), r.end());
+    }
+  return out;
+}
+
+vb::Result<void> Iommu::AttachGroup(iommu::Group& group, GroupType type) {
+  vb::MutexLock l(mu_);
+  if (vaddr_invalid_count_ > 0) return vb::Err(EBUSY, "type1 attach: vaddrs are invalidated");
+  if (FindDomainLocked(group) ||
+      std::find(emulated_groups_.begin(), emulated_groups_.end(), &group) != emulated_groups_.end())
+    return vb::Err(EINVAL, "type1 attach: group already attached");
+  if (type == GroupType::kEmulatedIommu) {
+    emulated_groups_.push_back(&group);
+    return vb::Ok();
+  }
+
+  // The seed's rule: the domain is allocated from one member while the IOMMU group's lock keeps
+  // it a member; nothing derived from the device outlives the callback.
+  std::unique_ptr<iommu::Domain> domain;
+  TRY(group.ForFirstDevice([&](hw::Device& dev, iommu::Iommu& instance) -> vb::Result<void> {
+    RunAttachHook(dev);
+    auto d = instance.AllocDomain(iommu::DomainType::kPaging);
+    if (!d.has_value()) return vb::Err(EIO, "type1 attach: domain allocation failed");  // 6.1: EIO
+    domain = std::move(*d);
+    return vb::Ok();
+  }));
+
+  TRY(group.AttachDomain(*domain));
+  auto fail = [&](vb::Error e) -> vb::Result<void> {
+    (void)group.DetachDomain(*domain);
+    return std::unexpected(e);
+  };
+
+  const std::vector<ReservedRegion> reserved = ReservedOfLocked(group);
+  auto planned = iovas_.PlanAttach(domain->aperture(), reserved, dmas_);
+  if (!planned.has_value()) return fail(planned.error());
+  if (!options_.allow_unsafe_interrupts && !group.AllMembersMsiIsolated())
+    return fail(vb::Error{EPERM, "type1 attach: no interrupt remapping (allow_unsafe_interrupts)"});
+  const bool enforce_cc = domain->EnforceCacheCoherency();
+
+  // Reuse an existing domain of the same IOMMU instance and coherency setting.
+  for (DomainRec& d : domains_) {
+    if (&d.domain->iommu() != &domain->iommu() || d.enforce_cc != enforce_cc) continue;
+    (void)group.DetachDomain(*domain);
+    if (group.AttachDomain(*d.domain).has_value()) {
+      d.groups.push_back(&group);
+      iovas_ = std::move(*planned);
+      ++num_non_pinned_groups_;
+      return vb::Ok();
+    }
+    if (auto r = group.AttachDomain(*domain); !r.has_value()) return r;
+  }
+
+  if (auto r = ReplayLocked(*domain); !r.has_value()) return fail(r.error());
+  domains_.push_back(DomainRec{std::move(domain), {&group}, enforce_cc});
+  RecomputePgsizeLocked();
+  iovas_ = std::move(*planned);
+  ++num_non_pinned_groups_;
+  return vb::Ok();
+}
+
+void Iommu::DetachGroup(iommu::Group& group) {
+  vb::MutexLock l(mu_);
+  if (auto it = std::find(emulated_groups_.begin(), emulated_groups_.end(), &group); it != emulated_groups_.end()) {
+    emulated_groups_.erase(it);
+    if (emulated_groups_.empty() && domains_.empty()) RemoveAllLocked();
+    return;
+  }
+  auto rec = std::find_if(domains_.begin(), domains_.end(), [&](const DomainRec& d) {
+    return std::find(d.groups.begin(), d.groups.end(), &group) != d.groups.end();
+  });
+  if (rec == domains_.end()) return;
+  (void)group.DetachDomain(*rec->domain);
+  std::erase(rec->groups, &group);
+  --num_non_pinned_groups_;
+
+  std::optional<vb::Interval> bounds;
+  if (rec->groups.empty()) {
+    if (domains_.size() == 1) {
+      if (emulated_groups_.empty()) {
+        RemoveAllLocked();
+      } else {
+        // Keep the records for the emulated groups; the pages are no longer IOMMU-mapped.
+        for (Dma& dma : dmas_) {
+          UnpinLocked(dma);
+          dma.iommu_mapped = false;
+        }
+      }
+    }
+    domains_.erase(rec);
+    std::vector<vb::Interval> apertures;
+    for (const DomainRec& d : domains_) apertures.push_back(d.domain->aperture());
+    bounds = IovaList::ApertureIntersection(apertures);
+    RecomputePgsizeLocked();
+  }
+  if (domains_.empty()) {
+    iovas_ = IovaList();
+    return;
+  }
+  const std::vector<ReservedRegion> remaining = AllReservedLocked();
+  auto rebuilt = iovas_.PlanDetach(bounds ? &*bounds : nullptr, remaining);
+  if (rebuilt.has_value()) iovas_ = std::move(*rebuilt);
+}
+
+vb::Result<void> Iommu::PinAndMapLocked(Dma& dma) {
+  TRY(UserMemory::CheckRange(dma.vaddr, dma.size, dma.prot & kProtWrite));
+  TRY(account_.Charge(dma.size));
+  dma.pinned = dma.vaddr;
+  size_t done = 0;
+  for (; done < domains_.size(); ++done) {
+    auto r = domains_[done].domain->Map(dma.iova, dma.pinned, dma.size, DomainProt(dma.prot));
+    if (!r.has_value()) {
+      while (done-- > 0) (void)domains_[done].domain->Unmap(dma.iova, dma.size);
+      account_.Uncharge(dma.size);
+      return r;
+    }
+  }
+  dma.locked_bytes = dma.size;
+  dma.account = &account_;
+  dma.iommu_mapped = true;
+  return vb::Ok();
+}
+
+void Iommu::UnpinLocked(Dma& dma) {
+  if (dma.account && dma.locked_bytes) dma.account->Uncharge(dma.locked_bytes);
+  dma.locked_bytes = 0;
+}
+
+vb::Result<void> Iommu::ReplayLocked(iommu::Domain& domain) {
+  std::vector<Dma*> mapped;
+  std::vector<Dma*> pinned_now;
+  auto undo = [&] {
+    for (Dma* d : mapped) (void)domain.Unmap(d->iova, d->size);
+    for (Dma* d : pinned_now) {
+      for (DomainRec& other : domains_) (void)other.domain->Unmap(d->iova, d->size);
+      UnpinLocked(*d);
+      d->iommu_mapped = false;
+    }
+  };
+  for (Dma& dma : dmas_) {
+    if (!dma.iommu_mapped) {
+      // Created while only emulated groups existed: pin now (accounting applies).
+      if (auto r = UserMemory::CheckRange(dma.vaddr, dma.size, dma.prot & kProtWrite); !r.has_value()) {
+        undo();
+        return r;
+      }
+      if (auto r = account_.Charge(dma.size); !r.has_value()) {
+        undo();
+        return r;
+      }
+      dma.pinned = dma.vaddr;
+      dma.locked_bytes = dma.size;
+      dma.account = &account_;
+      dma.iommu_mapped = true;
+      pinned_now.push_back(&dma);
+    }
+    if (auto r = domain.Map(dma.iova, dma.pinned, dma.size, DomainProt(dma.prot)); !r.has_value()) {
+      undo();
+      return r;
+    }
+    mapped.push_back(&dma);
+  }
+  return vb::Ok();
+}
+
+vb::Result<void> Iommu::MapDma(const MapRequest& req) {
+  vb::MutexLock l(mu_);
+  MapPlan plan = TRY(PlanMap(req, dmas_, iovas_, MinPgsizeLocked()));
+  if (plan.kind == MapPlan::Kind::kUpdateVaddr) {
+    // 6.1: the new vaddr is recorded, not validated or re-pinned; DMA keeps reaching the old pages.
+    CommitVaddrUpdate(plan);
+    --vaddr_invalid_count_;
+    return vb::Ok();
+  }
+  Dma proto;
+  proto.iova = plan.iova;
+  proto.size = plan.size;
+  proto.vaddr = plan.vaddr;
+  proto.prot = plan.prot;
+  DmaTree::Prepared prepared = TRY(DmaTree::Prepare(std::move(proto)));
+  Dma& dma = prepared.dma();
+  if (dirty_tracking_) dma.dirty = TRY(DirtyBitmap::Create(dma.size, MinPgsizeLocked()));
+  if (!domains_.empty()) TRY(PinAndMapLocked(dma));
+  dmas_.Commit(std::move(prepared));
+  return vb::Ok();
+}
+
+void Iommu::RemoveRecordsLocked(DmaTree::iterator begin, DmaTree::iterator end) {
+  for (auto it = begin; it != end; ++it) {
+    Dma& dma = it->second;
+    if (dma.iommu_mapped)
+      for (DomainRec& d : domains_) (void)d.domain->Unmap(dma.iova, dma.size);
+  }
+  // Unmap is strict per call; the bitmaps the DMA path may still read go after one more grace
+  // period.
+  vb::Epoch::Synchronize();
+  for (auto it = begin; it != end; ++it) UnpinLocked(it->second);
+  dmas_.Remove(begin, end);
+}
+
+void Iommu::RemoveAllLocked() {
+  RemoveRecordsLocked(dmas_.begin(), dmas_.end());
+  vaddr_invalid_count_ = 0;
+}
+
+vb::Result<uint64_t> Iommu::UnmapDma(const UnmapRequest& req) {
+  vb::MutexLock l(mu_);
+  UnmapContext ctx{v2_, MinPgsizeLocked(), !emulated_groups_.empty(), dirty_tracking_};
+  UnmapPlan plan = TRY(PlanUnmap(req, dmas_, ctx));
+  if (plan.kind == UnmapPlan::Kind::kInvalidateVaddr) {
+    for (auto it = plan.begin; it != plan.end; ++it) {
+      it->second.vaddr_invalid = true;
+      ++vaddr_invalid_count_;
+    }
+    return plan.unmapped_bytes;
+  }
+  if (plan.get_dirty_bitmap) {
+    // Mapping by mapping: a fault writing one mapping's bits keeps it (earlier ones are gone).
+    for (auto it = plan.begin; it != plan.end; ++it) {
+      Dma& dma = it->second;
+      HarvestDirtyLocked(dma);
+      auto r = dma.dirty->ReportToUser(req.bitmap_data, plan.BitOffsetOf(dma, req.bitmap_pgsize),
+                                       MarkAllDirtyLocked(dma));
+      if (!r.has_value()) {
+        for (auto v = plan.begin; v != it; ++v)
+          if (v->second.vaddr_invalid) --vaddr_invalid_count_;
+        RemoveRecordsLocked(plan.begin, it);
+        return std::unexpected(r.error());
+      }
+    }
+  }
+  for (auto it = plan.begin; it != plan.end; ++it)
+    if (it->second.vaddr_invalid) --vaddr_invalid_count_;
+  RemoveRecordsLocked(plan.begin, plan.end);
+  return plan.unmapped_bytes;
+}
+
+void Iommu::HarvestDirtyLocked(Dma& dma) {
+  if (!options_.precise_dirty || !dma.dirty || !dma.iommu_mapped) return;
+  for (DomainRec& d : domains_) {
+    iommu::IoPageTable* pt = d.domain->page_table();
+    if (!pt) continue;
+    pt->ReadAndClearDirty(dma.iova, dma.size, [&](uint64_t iova, uint64_t len) {
+      dma.dirty->MarkDirty(iova - dma.iova, len);
+    });
+  }
+}
+
+vb::Result<void> Iommu::DirtyPages(const DirtyRequest& req) {
+  vb::MutexLock l(mu_);
+  DirtyContext ctx{v2_, MinPgsizeLocked(), dirty_tracking_};
+  DirtyPlan plan = TRY(PlanDirtyPages(req, dmas_, ctx));
+  if (plan.noop) return vb::Ok();
+  switch (plan.op) {
+    case DirtyPlan::Op::kStart: {
+      auto bitmaps = TRY(AllocateDirtyBitmaps(dmas_, MinPgsizeLocked()));
+      size_t i = 0;
+      for (Dma& dma : dmas_) dma.dirty = std::move(bitmaps[i++]);
+      // Precise mode starts from a clean slate: writes before START are not reported.
+      for (DomainRec& d : domains_)
+        if (iommu::IoPageTable* pt = d.domain->page_table()) pt->SetDirtyTracking(options_.precise_dirty);
+      for (Dma& dma : dmas_)
+        for (DomainRec& d : domains_)
+          if (iommu::IoPageTable* pt = d.domain->page_table())
+            pt->ReadAndClearDirty(dma.iova, dma.size, [](uint64_t, uint64_t) {});
+      dirty_tracking_ = true;
+      return vb::Ok();
+    }
+    case DirtyPlan::Op::kStop:
+      for (DomainRec& d : domains_)
+        if (iommu::IoPageTable* pt = d.domain->page_table()) pt->SetDirtyTracking(false);
+      vb::Epoch::Synchronize();
+      for (Dma& dma : dmas_) dma.dirty.reset();
+      dirty_tracking_ = false;
+      return vb::Ok();
+    case DirtyPlan::Op::kGetBitmap:
+      for (auto it = plan.begin; it != plan.end; ++it) {
+        Dma& dma = it->second;
+        HarvestDirtyLocked(dma);
+        TRY(dma.dirty->ReportToUser(req.bitmap_data, plan.BitOffsetOf(dma), MarkAllDirtyLocked(dma)));
+        dma.dirty->ClearReported();
+      }
+      return vb::Ok();
+  }
+  return vb::Ok();
+}
+
+Info Iommu::GetInfo() {
+  vb::MutexLock l(mu_);
+  Info info;
+  info.iova_pgsizes = pgsize_bitmap_;
+  info.migration_pgsize_bitmap = MinPgsizeLocked();
+  info.max_dirty_bitmap_size = kDirtyBitmapBytesMax;
+  info.dma_avail = static_cast<uint32_t>(dmas_.Available());
+  info.iova_ranges.assign(iovas_.ranges().begin(), iovas_.ranges().end());
+  return info;
+}
+
+size_t Iommu::mapping_count() const {
+  vb::MutexLock l(mu_);
+  return dmas_.Size();
+}
+
+size_t Iommu::domain_count() const {
+  vb::MutexLock l(mu_);
+  return domains_.size();
+}
+
+uint64_t Iommu::locked_bytes() const {
+  vb::MutexLock l(mu_);
+  uint64_t n = 0;
+  for (const Dma& d : dmas_) n += d.locked_bytes;
+  return n;
+}
+
+uint64_t Iommu::pgsize_bitmap() const {
+  vb::MutexLock l(mu_);
+  return pgsize_bitmap_;
+}
+
+iommu::Domain* Iommu::DomainOf(const iommu::Group& group) const {
+  vb::MutexLock l(mu_);
+  for (const DomainRec& d : domains_)
+    if (std::find(d.groups.begin(), d.groups.end(), &group) != d.groups.end()) return d.domain.get();
+  return nullptr;
+}
+
+}  // namespace vfio::type1
