@@ -242,6 +242,18 @@ TEST_F(CoreTest, PciFunctionProbedAfterItsStreamSharingPlatformDeviceJoinsIt) {
   EXPECT_EQ(GroupLayout(core), (Layout{{0, {"00:01.0"}}, {1, {"01:00.0", "platform:smmu-client0"}}}));
 }
 
+TEST_F(CoreTest, ReplugedPciFunctionRejoinsItsStreamSharingPlatformDevice) {
+  Add("00:01.0", testtopo::RootPort(1).Acs());
+  hw::PciDevice* ep = Add("01:00.0", Ep());
+  ASSERT_TRUE(machine.AddPlatformDevice(vb::MakeRef<hw::PlatformDevice>("smmu-client0", 8, "0000:01:00.0")).has_value());
+  Add("00:02.0", testtopo::RootPort(2).Acs());
+  ASSERT_TRUE(machine.RemoveDevice(*ep).has_value());
+  EXPECT_EQ(GroupLayout(core), (Layout{{0, {"00:01.0"}}, {1, {"platform:smmu-client0"}}, {2, {"00:02.0"}}}));
+  Add("01:00.0", Ep());
+  EXPECT_EQ(GroupLayout(core),
+            (Layout{{0, {"00:01.0"}}, {1, {"01:00.0", "platform:smmu-client0"}}, {2, {"00:02.0"}}}));
+}
+
 TEST(PlatformTest, BootProbeOrderIsPciInBusOrderThenPlatform) {
   IommuCore boot;
   hw::Machine m;

@@ -4,7 +4,8 @@
 // groups incrementally as devices are probed (reference §7: the PCI algorithm, and a platform
 // rule), keeps the group registry, and answers the driver core's DMA-ownership questions (§2.2).
 // Installed into a hw::Machine as its PlatformHooks; it must outlive that Machine or be
-// uninstalled (Machine::SetHooks(nullptr)) first. Groups handed out may outlive it, but their
+// uninstalled (Machine::SetHooks(nullptr)) first. Fault logs are per instance
+// (Iommu::fault_log()): each member's DmaPort reports into its own instance's log. Groups handed out may outlive it, but their
 // Iommu references then dangle: the core is meant to live as long as the layers above it.
 //
 // Locks: mu_ (LockRank::kIommuRegistry) guards the instances, the assignment rules, the
