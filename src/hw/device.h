@@ -58,7 +58,7 @@ class Device : public vb::RefCounted<Device> {
   IommuLink* iommu_link() const { return iommu_link_.get(); }
   void set_iommu_link(std::unique_ptr<IommuLink> link) { iommu_link_ = std::move(link); }
 
-  Machine* machine() const { return machine_; }
+  Machine* machine() const { return machine_.load(std::memory_order_acquire); }
 
   // Set by a surprise removal before drivers unbind: the hardware is gone. PCI config and BAR
   // reads return all-ones, writes are dropped, and the device starts no new DMA.
@@ -80,7 +80,7 @@ class Device : public vb::RefCounted<Device> {
   std::atomic<DeviceState> state_{DeviceState::kDetached};
   std::atomic<bool> disconnected_{false};
   std::unique_ptr<IommuLink> iommu_link_;
-  Machine* machine_ = nullptr;  // set while plugged in
+  std::atomic<Machine*> machine_{nullptr};  // set while plugged in (read by device models' threads)
 
   mutable vb::Mutex driver_mu_{vb::LockRank::kDeviceDriver};  // guards driver_
   Driver* driver_ GUARDED_BY(driver_mu_) = nullptr;

@@ -62,6 +62,10 @@ vb::Result<PciDevice*> Machine::AddPciDevice(vb::RefPtr<PciDevice> dev) {
         if (d->address().devfn == (devfn & ~7)) fn0 = d;
       if (fn0 && !fn0->multifunction())
         return vb::Err(EINVAL, "machine: function > 0 in a single-function slot");
+    } else if (!dev->multifunction()) {
+      for (PciDevice* d : bus->devices_)
+        if ((d->address().devfn & ~7) == devfn)
+          return vb::Err(EINVAL, "machine: single-function device into a slot with other functions");
     }
     if (dev->is_bridge()) {
       for (auto& b : buses_) {

@@ -47,7 +47,8 @@ class Machine {
 
   // Plugs a PCI function into the bus its address names. ENODEV: no such bus; EEXIST: the devfn is
   // taken or a bridge's secondary bus number is already in use; EINVAL: a function > 0 is added to
-  // a slot whose function 0 is not multifunction. Hooks (IOMMU probe) run after linking; if they
+  // a slot whose function 0 is not multifunction, or a single-function function 0 to a slot that
+  // already has other functions; also EINVAL for a device already plugged once. Hooks (IOMMU probe) run after linking; if they
   // fail the device is unlinked again and their error is returned.
   vb::Result<PciDevice*> AddPciDevice(vb::RefPtr<PciDevice> dev) EXCLUDES(bus_mu_);
   vb::Result<PlatformDevice*> AddPlatformDevice(vb::RefPtr<PlatformDevice> dev) EXCLUDES(bus_mu_);

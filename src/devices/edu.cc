@@ -1,0 +1,189 @@
+#include "devices/edu.h"
+
+#include "hw/machine.h"
+
+namespace devices {
+
+namespace {
+constexpr uint64_t kAllOnes = ~uint64_t{0};
+}
+
+Edu::Edu(hw::PciAddress address, const EduOptions& options)
+    : PciDevice(address, Identity{
+                             .vendor_id = kVendorId,
+                             .device_id = kDeviceId,
+                             .class_code = kClassCode,
+                             .header_type = 0,
+                             .pcie_type = hw::PcieType::kConventional,
+                             .revision = 0x10,
+                             .subsystem_vendor_id = 0x1af4,
+                             .subsystem_id = 0x1100,
+                             .interrupt_pin = 1,
+                         }),
+      options_(options) {}
+
+vb::Result<vb::RefPtr<Edu>> Edu::Create(hw::PciAddress address, const EduOptions& options) {
+  vb::RefPtr<Edu> edu(new Edu(address, options));
+  TRY(edu->DefineBar(0, hw::BarSpec{.kind = hw::BarKind::kMem32, .size = kBar0Size}, edu.get()));
+  TRY(edu->AddMsiCapability(hw::MsiSpec{.vectors = 1, .is_64bit = true, .per_vector_mask = false}));
+  return edu;
+}
+
+uint64_t Edu::MmioRead(int bar, uint64_t offset, unsigned size) {
+  state_mu_.AssertHeld();
+  if (offset < 0x80 ? size != 4 : (size != 4 && size != 8)) return kAllOnes;
+  switch (offset) {
+    case kRegId: return kId;
+    case kRegLiveness: return liveness_;
+    case kRegFactorial: return factorial_;
+    case kRegStatus: return status_;
+    case kRegIrqStatus: return irq_status_;
+    case kRegDmaSrc: return dma_src_;
+    case kRegDmaDst: return dma_dst_;
+    case kRegDmaCount: return dma_count_;
+    case kRegDmaCmd: return dma_cmd_;
+    default: return kAllOnes;
+  }
+}
+
+void Edu::MmioWrite(int bar, uint64_t offset, unsigned size, uint64_t value) {
+  state_mu_.AssertHeld();
+  if (offset < 0x80 ? size != 4 : (size != 4 && size != 8)) return;
+  const uint32_t v32 = static_cast<uint32_t>(value);
+  switch (offset) {
+    case kRegLiveness:
+      liveness_ = ~v32;
+      break;
+    case kRegFactorial:
+      if (status_ & kStatusComputing) break;
+      status_ |= kStatusComputing;
+      factorial_ = v32;
+      ScheduleLocked(Work::kFactorial, {});
+      break;
+    case kRegStatus:
+      status_ = (status_ & ~kStatusIrqFactorial) | (v32 & kStatusIrqFactorial);
+      break;
+    case kRegIrqRaise:
+      RaiseLocked(v32);
+      break;
+    case kRegIrqAck:
+      AckLocked(v32);
+      break;
+    case kRegDmaSrc:
+    case kRegDmaDst:
+    case kRegDmaCount: {
+      if (dma_cmd_ & kDmaCmdStart) break;  // the engine's registers are frozen while it runs
+      uint64_t& reg = offset == kRegDmaSrc ? dma_src_ : offset == kRegDmaDst ? dma_dst_ : dma_count_;
+      reg = value;
+      break;
+    }
+    case kRegDmaCmd:
+      if (!(value & kDmaCmdStart) || (dma_cmd_ & kDmaCmdStart)) break;
+      dma_cmd_ = value & ~kDmaCmdError;
+      ScheduleLocked(Work::kDma, options_.dma_delay);
+      break;
+    default:
+      break;
+  }
+}
+
+void Edu::RaiseLocked(uint32_t bits) {
+  irq_status_ |= bits;
+  if (!irq_status_) return;
+  if (msi_enabled_locked()) SignalMsiLocked(0);
+  else RaiseIntxLocked();
+}
+
+void Edu::AckLocked(uint32_t bits) {
+  irq_status_ &= ~bits;
+  if (!irq_status_) LowerIntxLocked();
+}
+
+void Edu::ScheduleLocked(Work work, std::chrono::nanoseconds delay) {
+  hw::Machine* machine = this->machine();
+  if (!machine) {
+    DoWorkLocked(work);
+    return;
+  }
+  vb::RefPtr<Edu> self(this);
+  const uint64_t epoch = epoch_;
+  machine->executor().Post(
+      [self, epoch, work] {
+        StateLock l(*self);
+        if (self->epoch_ != epoch || self->disconnected()) return;
+        self->DoWorkLocked(work);
+      },
+      delay);
+}
+
+void Edu::DoWorkLocked(Work work) {
+  if (work == Work::kFactorial) FinishFactorialLocked();
+  else RunDmaLocked();
+}
+
+void Edu::FinishFactorialLocked() {
+  uint32_t result = 1;
+  for (uint32_t i = factorial_; i > 1; --i) result *= i;  // mod 2^32, as QEMU's uint32_t
+  factorial_ = result;
+  status_ &= ~kStatusComputing;
+  if (status_ & kStatusIrqFactorial) RaiseLocked(kIrqFactorial);
+}
+
+void Edu::RunDmaLocked() {
+  if (!(dma_cmd_ & kDmaCmdStart)) return;
+  const bool to_ram = dma_cmd_ & kDmaCmdToRam;
+  const uint64_t device_addr = to_ram ? dma_src_ : dma_dst_;
+  uint64_t ram = to_ram ? dma_dst_ : dma_src_;
+  if (options_.mask_dma_to_28_bits) ram &= (uint64_t{1} << 28) - 1;
+  const uint64_t count = dma_count_;
+  bool ok = device_addr >= kDmaBufferAddr && count <= kDmaBufferSize &&
+            device_addr - kDmaBufferAddr <= kDmaBufferSize - count;
+  if (ok && count > 0) {
+    uint8_t* buf = buffer_.data() + (device_addr - kDmaBufferAddr);
+    auto r = to_ram ? DmaWriteLocked(ram, buf, count) : DmaReadLocked(ram, buf, count);
+    ok = r.has_value();
+  }
+  dma_cmd_ &= ~kDmaCmdStart;
+  if (ok) {
+    ++dma_completions_;
+  } else {
+    dma_cmd_ |= kDmaCmdError;
+    ++dma_errors_;
+  }
+  if (dma_cmd_ & kDmaCmdIrq) RaiseLocked(kIrqDma);
+}
+
+void Edu::OnResetLocked() {
+  ++epoch_;
+  liveness_ = factorial_ = status_ = irq_status_ = 0;
+  dma_src_ = dma_dst_ = dma_count_ = dma_cmd_ = 0;
+  buffer_.fill(0);
+}
+
+void Edu::OnSurpriseRemoval() {
+  PciDevice::OnSurpriseRemoval();
+  StateLock l(*this);
+  ++epoch_;  // pending factorial / DMA never complete
+}
+
+std::array<uint8_t, Edu::kDmaBufferSize> Edu::dma_buffer() const {
+  vb::MutexLock l(state_mu_);
+  return buffer_;
+}
+
+void Edu::set_dma_buffer(const std::array<uint8_t, kDmaBufferSize>& bytes) {
+  vb::MutexLock l(state_mu_);
+  buffer_ = bytes;
+}
+
+uint64_t Edu::dma_errors() const {
+  vb::MutexLock l(state_mu_);
+  return dma_errors_;
+}
+
+uint64_t Edu::dma_completions() const {
+  vb::MutexLock l(state_mu_);
+  return dma_completions_;
+}
+
+}  // namespace devices
