@@ -21,9 +21,9 @@
 
 namespace vfio::testing {
 
-using iommu::testing::Endpoint;
-using iommu::testing::MakePci;
-using iommu::testing::RootPort;
+using iommu::testtopo::Endpoint;
+using iommu::testtopo::MakePci;
+using iommu::testtopo::RootPort;
 
 // Stress loops scale down under sanitizers (CI sets VB_STRESS_SCALE).
 inline int Scaled(int n) {
@@ -50,7 +50,7 @@ class VfioFixture : public ::testing::Test {
     (void)machine.SetHooks(nullptr);
   }
 
-  hw::Device* Plug(const std::string& bdf, const iommu::testing::Fn& fn, hw::Driver* driver) {
+  hw::Device* Plug(const std::string& bdf, const iommu::testtopo::Fn& fn, hw::Driver* driver) {
     auto dev = MakePci(bdf, fn);
     auto added = machine.AddPciDevice(dev);
     EXPECT_TRUE(added.has_value()) << bdf;
