@@ -1,6 +1,5 @@
 #include "hw/dma_port.h"
 
-#include <algorithm>
 #include <cstring>
 
 #include "base/checked.h"
@@ -77,10 +76,9 @@ DmaTranslateResult DmaPort::TranslateCached(const View& v, uint64_t iova, uint64
     return {true, DmaFaultReason::kNotMapped, {reinterpret_cast<uint8_t*>(host_page + in_page), remaining}};
   }
   DmaTranslateResult r = v.t->Translate(iova, remaining, access);
-  // Cache the page when the segment covers the rest of it, i.e. the whole page translates
-  // uniformly (a translation with a granule below 4 KiB may not).
-  if (r.ok && r.segment.length >= std::min(remaining, kCachePage - in_page) &&
-      v.t->granule() >= kCachePage)
+  // Cache only what a later lookup would use (a rest within one page), and only when the whole
+  // page translates uniformly (a translation with a granule below 4 KiB may not).
+  if (fits && r.ok && v.t->granule() >= kCachePage)
     CacheFill(v, page, access, reinterpret_cast<uintptr_t>(r.segment.host) - in_page);
   return r;
 }

@@ -42,6 +42,8 @@ class IoPageTable final : public hw::DmaTranslation {
   // 1G needs 2M, as on all real hardware, because splitting a 1G leaf makes 2M leaves; a bitmap
   // breaking these rules aborts). address_bits: IOVAs must be < 2^address_bits (13..48).
   explicit IoPageTable(uint64_t pgsize_bitmap = kPage4K | kPage2M | kPage1G, unsigned address_bits = 48);
+  // The owner must have made the table unreachable to readers (detached from every DmaPort, then
+  // Epoch::Synchronize()) before destroying it: the tables are freed without another grace period.
   ~IoPageTable() override;
   IoPageTable(const IoPageTable&) = delete;
   IoPageTable& operator=(const IoPageTable&) = delete;
