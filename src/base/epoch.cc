@@ -56,8 +56,11 @@ void Epoch::EnterRead() {
   if (ts.depth++ != 0) return;
   if (!ts.slot) [[unlikely]]
     ts.slot = ClaimSlot();
-  // seq_cst store, paired with the seq_cst epoch increment and slot loads in Synchronize().
-  ts.slot->entered.store(g_epoch.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+  // The fence pairs with the one in Synchronize() (store-buffering): either the writer's scan sees
+  // this slot, or this section's later loads see every store the writer made before it. A seq_cst
+  // store alone does not order the acquire (possibly RCpc) loads that follow it.
+  ts.slot->entered.store(g_epoch.load(std::memory_order_acquire), std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 void Epoch::ExitRead() {
@@ -68,13 +71,14 @@ void Epoch::ExitRead() {
 
 void Epoch::Synchronize() {
   const uint64_t target = g_epoch.fetch_add(1, std::memory_order_seq_cst) + 1;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with EnterRead's fence
   const Slot* self = t_slot.slot;
   const int n = g_high_water.load(std::memory_order_acquire);
   for (int i = 0; i < n; ++i) {
     const Slot* s = &g_slots[i];
     if (s == self) continue;
     for (int spins = 0;; ++spins) {
-      uint64_t e = s->entered.load(std::memory_order_seq_cst);
+      uint64_t e = s->entered.load(std::memory_order_acquire);
       if (e == 0 || e >= target) break;
       if (spins > 64) sched_yield();
     }

@@ -5,8 +5,11 @@
 // written. A transfer racing an unmap of its own pages may see either side of it; once Unmap has
 // returned, none can reach the old pages (base/epoch.h).
 //
-// The hot path takes no lock and allocates nothing. A small per-port translation cache is tagged
-// with the translation's generation so that invalidation is exact.
+// The hot path takes no lock and allocates nothing. A small per-port translation cache (direct
+// mapped by 4 KiB iova page) serves transfers that stay within one page; each entry is tagged with
+// the translation object, its generation() and the port's install count, so a removed or narrowed
+// translation (generation bumped) or a replaced one (SetTranslation) never hits. Entries are
+// per-entry seqlocks: any number of threads may DMA through one port at once.
 #pragma once
 
 #include <atomic>
@@ -34,21 +37,54 @@ class DmaPort {
 
   // Installed by the IOMMU layer. Passing nullptr blocks all DMA. The caller must run
   // Epoch::Synchronize() before freeing the previous translation.
-  void SetTranslation(const DmaTranslation* t) { translation_.store(t, std::memory_order_release); }
+  void SetTranslation(const DmaTranslation* t) {
+    translation_.store(t, std::memory_order_release);
+    installs_.fetch_add(1, std::memory_order_release);  // read before translation_ (see Transfer)
+  }
   const DmaTranslation* translation() const { return translation_.load(std::memory_order_acquire); }
   void SetFaultSink(FaultSink* sink) { fault_sink_.store(sink, std::memory_order_release); }
 
   uint64_t faults_for_test() const { return faults_.load(std::memory_order_relaxed); }
+  // Cache hits since construction (tests, benchmarks; may undercount when threads race).
+  uint64_t cache_hits_for_test() const { return cache_hits_.load(std::memory_order_relaxed); }
+
+  static constexpr unsigned kCacheEntries = 32;
+  static constexpr unsigned kCachePageShift = 12;
 
  private:
+  // One cached page translation. All fields are atomics written under the entry's seqlock (`seq`
+  // odd while a filler writes), so concurrent DMAs through this port are race-free.
+  struct alignas(64) CacheEntry {
+    std::atomic<uint32_t> seq{0};
+    std::atomic<uint64_t> tag{0};        // (iova page << 2) | allowed DmaAccess bits; 0 = empty
+    std::atomic<const DmaTranslation*> translation{nullptr};
+    std::atomic<uint64_t> generation{0};
+    std::atomic<uint64_t> installs{0};
+    std::atomic<uintptr_t> host_page{0};  // host address of the page's first byte
+  };
+  // What a transfer snapshot of the port's translation is compared against.
+  struct View {
+    const DmaTranslation* t;
+    uint64_t generation;
+    uint64_t installs;
+  };
+
   template <DmaAccess kAccess, typename CopyFn>
   vb::Result<void> Transfer(uint64_t iova, size_t len, CopyFn copy);
+  // Translates [iova, iova+remaining) as far as one segment goes, through the cache when the
+  // rest of the transfer lies in one page.
+  DmaTranslateResult TranslateCached(const View& v, uint64_t iova, uint64_t remaining, DmaAccess access);
+  bool CacheLookup(const View& v, uint64_t page, DmaAccess access, uintptr_t& host_page);
+  void CacheFill(const View& v, uint64_t page, DmaAccess access, uintptr_t host_page);
   void Fault(uint64_t iova, DmaAccess access, DmaFaultReason reason);
 
   Device& owner_;
   std::atomic<const DmaTranslation*> translation_{nullptr};
   std::atomic<FaultSink*> fault_sink_{nullptr};
   std::atomic<uint64_t> faults_{0};
+  std::atomic<uint64_t> installs_{0};  // SetTranslation count: tags cache entries
+  std::atomic<uint64_t> cache_hits_{0};
+  CacheEntry cache_[kCacheEntries];
 };
 
 }  // namespace hw

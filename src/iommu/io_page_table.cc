@@ -1,97 +1,375 @@
-// TEMPORARY stand-in for the IO page table, written by the IOMMU-core helper only so that the
-// core's tests can run before the real 4-level radix tree (another helper's work) lands; it is
-// replaced by that implementation at merge. A std::map of 4 KiB pages under a plain lock: same
-// contract and errors as io_page_table.h, except that readers take the lock and every leaf is
-// reported as 4 KiB.
 #include "iommu/io_page_table.h"
 
-#include <map>
-#include <mutex>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <utility>
 
 #include "base/checked.h"
 #include "base/epoch.h"
 #include "base/fail_point.h"
 
 namespace iommu {
+namespace {
 
+// Entry layout: bits 4..63 hold the address (a 4 KiB aligned host address for a leaf, a 16-byte
+// aligned Table* for a table entry); the low bits are flags. 0 means "nothing here".
+constexpr uint64_t kPresent = 1ull << 0;
+constexpr uint64_t kLeaf = 1ull << 1;
+constexpr uint64_t kRead = 1ull << 2;
+constexpr uint64_t kWrite = 1ull << 3;
+constexpr uint64_t kFlagMask = 0xf;
+
+constexpr int kLevels = 4;
+constexpr unsigned kEntries = 512;
+
+constexpr int Shift(int level) { return 12 + 9 * level; }
+constexpr uint64_t LevelSize(int level) { return 1ull << Shift(level); }
+constexpr unsigned Index(int level, uint64_t iova) { return (iova >> Shift(level)) & (kEntries - 1); }
+constexpr bool IsLeaf(uint64_t e) { return (e & (kPresent | kLeaf)) == (kPresent | kLeaf); }
+constexpr bool IsTable(uint64_t e) { return (e & (kPresent | kLeaf)) == kPresent; }
+constexpr uint64_t Addr(uint64_t e) { return e & ~kFlagMask; }
+
+constexpr uint64_t ProtBits(uint32_t prot) {
+  return ((prot & kProtRead) ? kRead : 0) | ((prot & kProtWrite) ? kWrite : 0);
+}
+constexpr uint32_t ProtOf(uint64_t e) {
+  return ((e & kRead) ? uint32_t{kProtRead} : 0u) | ((e & kWrite) ? uint32_t{kProtWrite} : 0u);
+}
+constexpr bool Allows(uint64_t e, hw::DmaAccess a) {
+  return (e & (a == hw::DmaAccess::kRead ? kRead : kWrite)) != 0;
+}
+
+// Process-wide source of generation numbers: a (table address, generation) pair never repeats,
+// even across a free and a new table at the same address, so a DmaPort cache tag stays exact.
+std::atomic<uint64_t> g_next_generation{1};
+uint64_t NextGeneration() { return g_next_generation.fetch_add(1, std::memory_order_relaxed); }
+
+}  // namespace
+
+// One page of the tree. `used` counts non-empty entries; it and `next` are touched only by writers
+// under mu_ (or by the owner of a table not yet linked / already unlinked).
 struct IoPageTable::Table {
-  struct Page {
-    uint64_t phys;
-    uint32_t prot;
-  };
-  mutable std::mutex mu;            // guards pages (the stand-in's readers lock too)
-  std::map<uint64_t, Page> pages;   // 4 KiB page iova → page
+  std::atomic<uint64_t> e[kEntries] = {};
+  uint32_t used = 0;
+  Table* next = nullptr;  // links pooled (not yet linked) or retired (unlinked) tables
+};
+
+// Where a lookup ended: the last entry read, its level, and the table holding it.
+struct IoPageTable::Walk {
+  uint64_t entry = 0;
+  int level = 0;
+  const Table* table = nullptr;
+  unsigned index = 0;
 };
 
 IoPageTable::IoPageTable(uint64_t pgsize_bitmap, unsigned address_bits)
-    : pgsize_bitmap_(pgsize_bitmap), address_bits_(address_bits), root_(new Table) {
+    : pgsize_bitmap_(pgsize_bitmap), address_bits_(address_bits), root_(new Table()) {
+  const bool ok = (pgsize_bitmap & kPage4K) && !(pgsize_bitmap & ~(kPage4K | kPage2M | kPage1G)) &&
+                  (!(pgsize_bitmap & kPage1G) || (pgsize_bitmap & kPage2M)) && address_bits > 12 &&
+                  address_bits <= 48;
+  if (!ok) {
+    std::fprintf(stderr, "vfiobox: IoPageTable(pgsize_bitmap=%#llx, address_bits=%u) is invalid\n",
+                 static_cast<unsigned long long>(pgsize_bitmap), address_bits);
+    std::abort();
+  }
+  generation_.store(NextGeneration(), std::memory_order_relaxed);
   table_count_.store(1, std::memory_order_relaxed);
 }
 
-IoPageTable::~IoPageTable() { delete root_; }
+IoPageTable::~IoPageTable() {
+  // The owner guarantees no reader can reach this table any more (it synchronized after
+  // detaching it), so the tree goes without another grace period.
+  FreeTree(root_, kLevels - 1);
+}
+
+void IoPageTable::FreeTree(Table* t, int level) {
+  if (level > 0) {
+    for (auto& slot : t->e) {
+      const uint64_t e = slot.load(std::memory_order_relaxed);
+      if (IsTable(e)) FreeTree(reinterpret_cast<Table*>(Addr(e)), level - 1);
+    }
+  }
+  delete t;
+}
+
+IoPageTable::Table* IoPageTable::AllocTable() {
+  if (VB_FAIL_POINT("iopt.alloc_table")) return nullptr;
+  return new (std::nothrow) Table();
+}
+
+void IoPageTable::FreeTable(Table* t) {
+  delete t;
+  table_count_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+IoPageTable::Walk IoPageTable::WalkTo(uint64_t iova) const {
+  const Table* t = root_;
+  for (int level = kLevels - 1;; --level) {
+    const unsigned idx = Index(level, iova);
+    const uint64_t e = t->e[idx].load(std::memory_order_acquire);
+    if (!IsTable(e) || level == 0) return Walk{e, level, t, idx};
+    t = reinterpret_cast<const Table*>(Addr(e));
+  }
+}
+
+bool IoPageTable::UseLeaf(int level, uint64_t first, uint64_t last, uint64_t phys) const {
+  const uint64_t size = LevelSize(level);
+  return (pgsize_bitmap_ & size) && vb::IsAligned(first, size) && last - first == size - 1 &&
+         vb::IsAligned(phys, size);
+}
+
+// ---- Map ----
+
+// Checks that nothing in [first, last] is mapped and counts the tables Map must allocate. `t` is
+// null for a table that does not exist yet. Relies on the invariant that no table below the
+// root is empty, so a table where a large leaf would go means something is mapped there.
+bool IoPageTable::PlanMapLocked(const Table* t, int level, uint64_t first, uint64_t last,
+                                uint64_t phys, uint64_t& tables_needed) const {
+  if (level == 0) {
+    if (!t) return true;
+    for (unsigned i = Index(0, first), end = Index(0, last); i <= end; ++i)
+      if (t->e[i].load(std::memory_order_relaxed)) return false;
+    return true;
+  }
+  const uint64_t size = LevelSize(level);
+  for (uint64_t a = first;;) {
+    const uint64_t slot_last = std::min(last, vb::AlignDown(a, size) + (size - 1));
+    const uint64_t pa = phys + (a - first);
+    const uint64_t e = t ? t->e[Index(level, a)].load(std::memory_order_relaxed) : 0;
+    if (UseLeaf(level, a, slot_last, pa)) {
+      if (e) return false;
+    } else {
+      if (IsLeaf(e)) return false;
+      const Table* child = e ? reinterpret_cast<const Table*>(Addr(e)) : nullptr;
+      if (!child) ++tables_needed;
+      if (!PlanMapLocked(child, level - 1, a, slot_last, pa, tables_needed)) return false;
+    }
+    if (slot_last == last) return true;
+    a = slot_last + 1;
+  }
+}
+
+// Writes the leaves of [first, last]; takes the tables PlanMap counted from `pool`. A new table is
+// filled before it is linked, so a reader sees either nothing or the finished subtree.
+void IoPageTable::InstallMapLocked(Table* t, int level, uint64_t first, uint64_t last, uint64_t phys,
+                                   uint64_t pte_bits, Table*& pool) {
+  if (level == 0) {
+    const unsigned begin = Index(0, first), end = Index(0, last);
+    for (unsigned i = begin; i <= end; ++i)
+      t->e[i].store((phys + uint64_t{i - begin} * kPage4K) | pte_bits, std::memory_order_release);
+    t->used += end - begin + 1;
+    return;
+  }
+  const uint64_t size = LevelSize(level);
+  for (uint64_t a = first;;) {
+    const uint64_t slot_last = std::min(last, vb::AlignDown(a, size) + (size - 1));
+    const uint64_t pa = phys + (a - first);
+    std::atomic<uint64_t>& slot = t->e[Index(level, a)];
+    if (UseLeaf(level, a, slot_last, pa)) {
+      slot.store(pa | pte_bits, std::memory_order_release);
+      ++t->used;
+    } else if (const uint64_t e = slot.load(std::memory_order_relaxed)) {
+      InstallMapLocked(reinterpret_cast<Table*>(Addr(e)), level - 1, a, slot_last, pa, pte_bits, pool);
+    } else {
+      Table* child = pool;
+      pool = child->next;
+      child->next = nullptr;
+      InstallMapLocked(child, level - 1, a, slot_last, pa, pte_bits, pool);
+      slot.store(reinterpret_cast<uint64_t>(child) | kPresent, std::memory_order_release);
+      ++t->used;
+      table_count_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (slot_last == last) return;
+    a = slot_last + 1;
+  }
+}
 
 vb::Result<void> IoPageTable::Map(uint64_t iova, uint64_t phys, uint64_t size, uint32_t prot) {
-  if (size == 0 || prot == 0) return vb::Err(EINVAL, "iopt.map: empty");
-  if (!vb::IsAligned(iova, kPage4K) || !vb::IsAligned(phys, kPage4K) || !vb::IsAligned(size, kPage4K))
-    return vb::Err(EINVAL, "iopt.map: unaligned");
-  uint64_t last = TRY(vb::RangeLast(iova, size));
+  if (prot == 0 || (prot & ~(kProtRead | kProtWrite))) return vb::Err(EINVAL, "iopt.map: bad prot");
+  if (size == 0) return vb::Err(EINVAL, "iopt.map: zero size");
+  if (!vb::IsAligned(iova | phys | size, kPage4K)) return vb::Err(EINVAL, "iopt.map: unaligned");
+  const uint64_t last = TRY(vb::RangeLast(iova, size));
   TRY(vb::RangeLast(phys, size));
-  if (address_bits_ < 64 && (last >> address_bits_) != 0) return vb::Err(ERANGE, "iopt.map: beyond address bits");
-  vb::MutexLock w(mu_);
-  std::lock_guard l(root_->mu);
-  auto it = root_->pages.lower_bound(iova);
-  if (it != root_->pages.end() && it->first <= last) return vb::Err(EEXIST, "iopt.map: already mapped");
-  if (VB_FAIL_POINT("iopt.alloc_table")) return vb::Err(ENOMEM, "iopt.map: table allocation");
-  for (uint64_t off = 0; off < size; off += kPage4K) root_->pages[iova + off] = Table::Page{phys + off, prot};
+  if (last >> address_bits_) return vb::Err(ERANGE, "iopt.map: beyond address space");
+
+  const uint64_t pte_bits = ProtBits(prot) | kPresent | kLeaf;
+  vb::MutexLock l(mu_);
+  uint64_t needed = 0;
+  if (!PlanMapLocked(root_, kLevels - 1, iova, last, phys, needed))
+    return vb::Err(EEXIST, "iopt.map: already mapped");
+  Table* pool = nullptr;
+  for (uint64_t i = 0; i < needed; ++i) {
+    Table* t = AllocTable();
+    if (!t) {
+      while (pool) delete std::exchange(pool, pool->next);
+      return vb::Err(ENOMEM, "iopt.map: table allocation");
+    }
+    t->next = pool;
+    pool = t;
+  }
+  InstallMapLocked(root_, kLevels - 1, iova, last, phys, pte_bits, pool);
   mapped_bytes_.fetch_add(size, std::memory_order_relaxed);
   return vb::Ok();
 }
 
-vb::Result<uint64_t> IoPageTable::Unmap(uint64_t iova, uint64_t size) {
-  if (size == 0) return vb::Err(EINVAL, "iopt.unmap: empty");
-  if (!vb::IsAligned(iova, kPage4K) || !vb::IsAligned(size, kPage4K)) return vb::Err(EINVAL, "iopt.unmap: unaligned");
-  uint64_t last = TRY(vb::RangeLast(iova, size));
-  uint64_t removed = 0;
-  {
-    vb::MutexLock w(mu_);
-    std::lock_guard l(root_->mu);
-    auto it = root_->pages.lower_bound(iova);
-    while (it != root_->pages.end() && it->first <= last) {
-      it = root_->pages.erase(it);
-      removed += kPage4K;
-    }
-    mapped_bytes_.fetch_sub(removed, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+// ---- Unmap ----
+
+// Adds to `blocks` the large leaves (as level and base iova) that must be split so that `boundary`
+// starts a leaf, including the ones the split itself creates. Deduplicated, so the two boundaries
+// of one Unmap inside the same large leaf count its split once.
+void IoPageTable::SplitsNeededLocked(uint64_t boundary, SplitBlock* blocks, int& count) const {
+  // No leaf larger than the largest enabled size exists, so an address aligned to it is a leaf
+  // boundary already (the common case for unmaps of large ranges).
+  const uint64_t largest = 1ull << (63 - __builtin_clzll(pgsize_bitmap_));
+  if (largest == kPage4K || vb::IsAligned(boundary, largest)) return;
+  const Walk w = WalkTo(boundary);
+  if (!IsLeaf(w.entry)) return;
+  for (int level = w.level; level > 0 && !vb::IsAligned(boundary, LevelSize(level)); --level) {
+    const SplitBlock b{level, vb::AlignDown(boundary, LevelSize(level))};
+    if (std::find(blocks, blocks + count, b) == blocks + count) blocks[count++] = b;
   }
-  vb::Epoch::Synchronize();
-  return removed;
 }
+
+// Replaces the large leaves containing `boundary` by tables of next-level leaves that translate
+// the same way, until `boundary` starts a leaf. A reader sees the old leaf or the new table, both
+// correct. Tables come from `pool` (SplitsNeeded counted them).
+void IoPageTable::SplitAtLocked(uint64_t boundary, Table*& pool) {
+  for (;;) {
+    const Walk w = WalkTo(boundary);
+    if (!IsLeaf(w.entry) || w.level == 0 || vb::IsAligned(boundary, LevelSize(w.level))) return;
+    Table* child = pool;
+    pool = child->next;
+    child->next = nullptr;
+    const uint64_t sub = LevelSize(w.level - 1);
+    const uint64_t flags = (w.entry & kFlagMask);
+    for (unsigned i = 0; i < kEntries; ++i)
+      child->e[i].store((Addr(w.entry) + i * sub) | flags, std::memory_order_relaxed);
+    child->used = kEntries;
+    table_count_.fetch_add(1, std::memory_order_relaxed);
+    // The table slot is owned by writers; the const only reflects how WalkTo reads.
+    auto& slot = const_cast<std::atomic<uint64_t>&>(w.table->e[w.index]);
+    slot.store(reinterpret_cast<uint64_t>(child) | kPresent, std::memory_order_release);
+  }
+}
+
+// Clears every leaf in [first, last] (all lie wholly inside it after the splits) and unlinks the
+// tables that become empty onto `retired`; they are freed after a grace period.
+void IoPageTable::ClearRangeLocked(Table* t, int level, uint64_t first, uint64_t last,
+                                   uint64_t& unmapped, Table*& retired) {
+  const uint64_t size = LevelSize(level);
+  for (uint64_t a = first;;) {
+    const uint64_t slot_last = std::min(last, vb::AlignDown(a, size) + (size - 1));
+    std::atomic<uint64_t>& slot = t->e[Index(level, a)];
+    const uint64_t e = slot.load(std::memory_order_relaxed);
+    if (IsLeaf(e)) {
+      slot.store(0, std::memory_order_release);
+      --t->used;
+      unmapped += size;
+    } else if (IsTable(e)) {
+      Table* child = reinterpret_cast<Table*>(Addr(e));
+      ClearRangeLocked(child, level - 1, a, slot_last, unmapped, retired);
+      if (child->used == 0) {
+        slot.store(0, std::memory_order_release);
+        --t->used;
+        child->next = retired;
+        retired = child;
+      }
+    }
+    if (slot_last == last) return;
+    a = slot_last + 1;
+  }
+}
+
+vb::Result<uint64_t> IoPageTable::Unmap(uint64_t iova, uint64_t size) {
+  if (size == 0) return vb::Err(EINVAL, "iopt.unmap: zero size");
+  if (!vb::IsAligned(iova | size, kPage4K)) return vb::Err(EINVAL, "iopt.unmap: unaligned");
+  const uint64_t last = TRY(vb::RangeLast(iova, size));
+  if (last >> address_bits_) return vb::Err(ERANGE, "iopt.unmap: beyond address space");
+
+  uint64_t unmapped = 0;
+  Table* retired = nullptr;
+  {
+    vb::MutexLock l(mu_);
+    const bool end_inside = ((last + 1) >> address_bits_) == 0;
+    // Allocate every split table first so that a failure changes nothing.
+    SplitBlock blocks[4];
+    int needed = 0;
+    SplitsNeededLocked(iova, blocks, needed);
+    if (end_inside) SplitsNeededLocked(last + 1, blocks, needed);
+    Table* pool = nullptr;
+    for (int i = 0; i < needed; ++i) {
+      Table* t = AllocTable();
+      if (!t) {
+        while (pool) delete std::exchange(pool, pool->next);
+        return vb::Err(ENOMEM, "iopt.unmap: split table allocation");
+      }
+      t->next = pool;
+      pool = t;
+    }
+    if (needed) {
+      SplitAtLocked(iova, pool);
+      if (end_inside) SplitAtLocked(last + 1, pool);
+    }
+
+    ClearRangeLocked(root_, kLevels - 1, iova, last, unmapped, retired);
+    if (unmapped == 0 && !retired) return 0;
+    mapped_bytes_.fetch_sub(unmapped, std::memory_order_relaxed);
+    generation_.store(NextGeneration(), std::memory_order_release);
+  }
+  // Outside mu_: other writers need not wait for our grace period.
+  vb::Epoch::Synchronize();
+  while (retired) FreeTable(std::exchange(retired, retired->next));
+  return unmapped;
+}
+
+// ---- Readers ----
 
 std::optional<IovaTranslation> IoPageTable::IovaToPhys(uint64_t iova) const {
-  std::lock_guard l(root_->mu);
-  auto it = root_->pages.find(vb::AlignDown(iova, kPage4K));
-  if (it == root_->pages.end()) return std::nullopt;
-  return IovaTranslation{it->second.phys + (iova & (kPage4K - 1)), it->second.prot, kPage4K};
+  if (iova >> address_bits_) return std::nullopt;
+  const Walk w = WalkTo(iova);
+  if (!IsLeaf(w.entry)) return std::nullopt;
+  const uint64_t size = LevelSize(w.level);
+  return IovaTranslation{Addr(w.entry) + (iova & (size - 1)), ProtOf(w.entry), size};
 }
 
-hw::DmaTranslateResult IoPageTable::Translate(uint64_t iova, uint64_t length, hw::DmaAccess access) const {
-  hw::DmaTranslateResult r;
-  std::lock_guard l(root_->mu);
-  auto it = root_->pages.find(vb::AlignDown(iova, kPage4K));
-  if (it == root_->pages.end()) {
-    r.reason = hw::DmaFaultReason::kNotMapped;
-    return r;
+hw::DmaTranslateResult IoPageTable::Translate(uint64_t iova, uint64_t length,
+                                              hw::DmaAccess access) const {
+  using hw::DmaFaultReason;
+  if (iova >> address_bits_) return {false, DmaFaultReason::kOutOfAperture, {}};
+  Walk w = WalkTo(iova);
+  if (!IsLeaf(w.entry)) return {false, DmaFaultReason::kNotMapped, {}};
+  if (!Allows(w.entry, access)) return {false, DmaFaultReason::kPermission, {}};
+  const uint64_t size = LevelSize(w.level);
+  const uint64_t offset = iova & (size - 1);
+  uint8_t* const host = reinterpret_cast<uint8_t*>(Addr(w.entry) + offset);
+  uint64_t run = size - offset;
+  // Extend over the following leaves while the host run continues: mostly the next entry of the
+  // same table, a fresh walk only at a table boundary.
+  while (run < length) {
+    const uint64_t next = iova + run;
+    if (next >> address_bits_) break;
+    uint64_t e;
+    if (w.index + 1 < kEntries && Index(w.level, next) == w.index + 1) {
+      ++w.index;
+      e = w.table->e[w.index].load(std::memory_order_acquire);
+      if (IsTable(e)) {
+        w = WalkTo(next);
+        e = w.entry;
+      } else {
+        w.entry = e;
+      }
+    } else {
+      w = WalkTo(next);
+      e = w.entry;
+    }
+    if (!IsLeaf(e) || !Allows(e, access) ||
+        reinterpret_cast<uint8_t*>(Addr(e)) != host + run)
+      break;
+    run += LevelSize(w.level);
   }
-  const uint32_t need = access == hw::DmaAccess::kRead ? kProtRead : kProtWrite;
-  if (!(it->second.prot & need)) {
-    r.reason = hw::DmaFaultReason::kPermission;
-    return r;
-  }
-  const uint64_t in_page = iova & (kPage4K - 1);
-  r.ok = true;
-  r.segment.host = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(it->second.phys + in_page));
-  r.segment.length = std::min(length, kPage4K - in_page);
-  return r;
+  return {true, DmaFaultReason::kNotMapped, {host, std::min(run, length)}};
 }
 
 }  // namespace iommu

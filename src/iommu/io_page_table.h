@@ -1,12 +1,14 @@
 // iommu::IoPageTable: one IO page table, as a paging domain owns it. A 4-level radix tree over a
 // 48-bit IOVA space (9 bits per level, 4 KiB granule) whose leaves are 4 KiB pages, 2 MiB or 1 GiB
 // blocks. "Physical" addresses are host virtual addresses of this process (ARCHITECTURE.md, DMA
-// memory model).
+// memory model); keeping the mapped memory alive is the caller's contract.
 //
-// Concurrency: writers (Map/Unmap) serialize on mu_ (LockRank::kDomain). Readers (Translate,
-// IovaToPhys) take no lock: entries are atomics, and a reader runs inside an EpochReadSection.
-// Unmap retires entries with atomic stores, bumps generation(), then Epoch::Synchronize()s before
-// it returns or frees a table: when Unmap returns, no DMA can still use an old entry.
+// Concurrency: writers (Map/Unmap) serialize on mu_ (LockRank::kDomain), which guards the tree's
+// shape (tables' fill counts). Readers (Translate, IovaToPhys) take no lock: entries are atomics,
+// and a reader runs inside an EpochReadSection. Unmap retires entries with atomic stores, bumps
+// generation(), then Epoch::Synchronize()s (after dropping mu_) before it returns or frees a table:
+// when Unmap returns, no DMA can still use an old entry. Map never makes a partial result visible
+// when it fails: it plans and allocates every table first, then installs.
 #pragma once
 
 #include <atomic>
@@ -36,31 +38,44 @@ struct IovaTranslation {
 
 class IoPageTable final : public hw::DmaTranslation {
  public:
-  // pgsize_bitmap: which leaf sizes may be used (a subset of 4K|2M|1G; 4K must be in it).
-  // address_bits: IOVAs must be < 2^address_bits (<= 48).
+  // pgsize_bitmap: which leaf sizes Map may create (a subset of 4K|2M|1G; 4K must be in it, and
+  // 1G needs 2M, as on all real hardware, because splitting a 1G leaf makes 2M leaves; a bitmap
+  // breaking these rules aborts). address_bits: IOVAs must be < 2^address_bits (13..48).
   explicit IoPageTable(uint64_t pgsize_bitmap = kPage4K | kPage2M | kPage1G, unsigned address_bits = 48);
+  // The owner must have made the table unreachable to readers (detached from every DmaPort, then
+  // Epoch::Synchronize()) before destroying it: the tables are freed without another grace period.
   ~IoPageTable() override;
   IoPageTable(const IoPageTable&) = delete;
   IoPageTable& operator=(const IoPageTable&) = delete;
 
-  // Maps [iova, iova+size) to [phys, phys+size) with prot (non-zero). iova, phys and size must be
-  // 4 KiB aligned (EINVAL), size non-zero (EINVAL), the range inside the address space and not
-  // wrapping (EINVAL / ERANGE for beyond address_bits). A 2 MiB or 1 GiB leaf is used only where
-  // iova and phys are both aligned to it and the rest of the range covers it. EEXIST if any page
-  // of the range is already mapped; ENOMEM if a table cannot be allocated (fail point
-  // "iopt.alloc_table"). All or nothing: on error the table is as before.
+  // Maps [iova, iova+size) to [phys, phys+size) with prot. Errors, checked in this order:
+  //   EINVAL  prot is zero or has bits other than kProtRead|kProtWrite; size is zero; iova, phys
+  //           or size is not 4 KiB aligned; iova+size or phys+size wraps past 2^64.
+  //   ERANGE  the range reaches at or beyond 2^address_bits.
+  //   EEXIST  any page of the range is already mapped.
+  //   ENOMEM  a table cannot be allocated (fail point "iopt.alloc_table").
+  // A 2 MiB or 1 GiB leaf is used only where iova and phys are both aligned to it, the range
+  // covers it and its size is in pgsize_bitmap. All or nothing: on error the table (including
+  // table_count()) is exactly as before and no reader ever saw part of the range mapped.
   vb::Result<void> Map(uint64_t iova, uint64_t phys, uint64_t size, uint32_t prot) EXCLUDES(mu_);
 
   // Unmaps whatever is mapped in [iova, iova+size) and returns the number of bytes that were
   // mapped there (0 if nothing). A large leaf that the range covers only partly is split first
-  // (ENOMEM if the split's table cannot be allocated; then nothing changed). Strict: returns only
-  // after no DMA can use a removed entry.
+  // into leaves of the next level down (its other parts keep translating the same way). Errors:
+  // EINVAL (zero size, unaligned, wraps), ERANGE (beyond address_bits), ENOMEM (a split's table
+  // cannot be allocated; then nothing changed). Tables left empty are freed. Strict: when it
+  // removed anything it bumps generation() and returns only after Epoch::Synchronize(), so no
+  // DMA (other than one running on the calling thread) can still use a removed entry.
   vb::Result<uint64_t> Unmap(uint64_t iova, uint64_t size) EXCLUDES(mu_);
 
-  // Lock-free lookup (call inside an EpochReadSection when racing writers).
+  // Lock-free lookup (call inside an EpochReadSection when racing writers). nullopt when iova is
+  // not mapped or out of the address space.
   std::optional<IovaTranslation> IovaToPhys(uint64_t iova) const;
 
-  // hw::DmaTranslation: lock-free, allocation-free.
+  // hw::DmaTranslation: lock-free, allocation-free. The segment runs over following leaves while
+  // their host addresses continue the run and allow `access`, up to `length`. Generations are
+  // drawn from a process-wide counter, so (table, generation) never repeats even when a table is
+  // freed and another is allocated at the same address.
   hw::DmaTranslateResult Translate(uint64_t iova, uint64_t length, hw::DmaAccess access) const override;
   uint64_t generation() const override { return generation_.load(std::memory_order_acquire); }
   uint64_t granule() const override { return kPage4K; }
@@ -72,11 +87,31 @@ class IoPageTable final : public hw::DmaTranslation {
 
  private:
   struct Table;
+  struct Walk;
+
+  static Table* AllocTable();
+  void FreeTable(Table* t);
+  Walk WalkTo(uint64_t iova) const;
+  bool UseLeaf(int level, uint64_t first, uint64_t last, uint64_t phys) const;
+  bool PlanMapLocked(const Table* t, int level, uint64_t first, uint64_t last, uint64_t phys,
+                     uint64_t& tables_needed) const REQUIRES(mu_);
+  void InstallMapLocked(Table* t, int level, uint64_t first, uint64_t last, uint64_t phys,
+                        uint64_t pte_bits, Table*& pool) REQUIRES(mu_);
+  struct SplitBlock {
+    int level;
+    uint64_t base;
+    friend bool operator==(const SplitBlock&, const SplitBlock&) = default;
+  };
+  void SplitsNeededLocked(uint64_t boundary, SplitBlock* blocks, int& count) const REQUIRES(mu_);
+  void SplitAtLocked(uint64_t boundary, Table*& pool) REQUIRES(mu_);
+  void ClearRangeLocked(Table* t, int level, uint64_t first, uint64_t last, uint64_t& unmapped,
+                        Table*& retired) REQUIRES(mu_);
+  void FreeTree(Table* t, int level);
 
   const uint64_t pgsize_bitmap_;
   const unsigned address_bits_;
   vb::Mutex mu_{vb::LockRank::kDomain};  // serializes writers; readers never take it
-  Table* root_;
+  Table* const root_;  // level 3; never freed before destruction. Tables below change under mu_.
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> mapped_bytes_{0};
   std::atomic<uint64_t> table_count_{0};
