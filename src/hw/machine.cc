@@ -36,8 +36,7 @@ vb::Result<void> Machine::SetHooks(PlatformHooks* hooks) {
 PciBus* Machine::FindBus(uint8_t number) const {
   vb::MutexLock l(bus_mu_);
   for (auto& b : buses_)
-    if (b->number_ == number && (b->self_ == nullptr || b->self_->present() ||
-                                 b->self_->state() == DeviceState::kDetached))
+    if (b->number_ == number && !b->dead_)
       return b.get();
   return nullptr;
 }
@@ -48,7 +47,7 @@ vb::Result<PciDevice*> Machine::AddPciDevice(vb::RefPtr<PciDevice> dev) {
     vb::MutexLock l(bus_mu_);
     PciBus* bus = nullptr;
     for (auto& b : buses_) {
-      bool live = b->self_ == nullptr || b->self_->present();
+      bool live = !b->dead_;
       if (live && b->number_ == dev->address().bus) bus = b.get();
     }
     if (!bus) return vb::Err(ENODEV, "machine: no such bus");
@@ -69,7 +68,7 @@ vb::Result<PciDevice*> Machine::AddPciDevice(vb::RefPtr<PciDevice> dev) {
     }
     if (dev->is_bridge()) {
       for (auto& b : buses_) {
-        bool live = b->self_ == nullptr || b->self_->present();
+        bool live = !b->dead_;
         if (live && b->number_ == dev->secondary_bus_number())
           return vb::Err(EEXIST, "machine: secondary bus number in use");
       }
@@ -121,6 +120,9 @@ vb::Result<PlatformDevice*> Machine::AddPlatformDevice(vb::RefPtr<PlatformDevice
 void Machine::UnlinkLocked(Device& dev) {
   if (dev.bus_type() == BusType::kPci) {
     auto& pci = static_cast<PciDevice&>(dev);
+    // The bus behind a departing bridge stays valid memory but is dead: its number may be reused
+    // and nothing may follow its (soon dangling) self_ pointer.
+    if (pci.secondary_) pci.secondary_->dead_ = true;
     if (PciBus* bus = pci.bus_) std::erase(bus->devices_, &pci);
   }
   // Drop the machine's reference last: the caller keeps its own.

@@ -35,7 +35,8 @@ class PciBus {
 
   Machine& machine_;
   uint8_t number_ = 0;
-  PciDevice* self_ = nullptr;
+  PciDevice* self_ = nullptr;        // meaningful only while !dead_
+  bool dead_ = false;                // guarded by machine_.bus_mu_: its bridge was removed
   std::vector<PciDevice*> devices_;  // guarded by machine_.bus_mu_, sorted by devfn
 };
 

@@ -1,6 +1,6 @@
 // iommu::Domain: one IO address space a group can be attached to (Linux: iommu_domain).
 //   kBlocked  — no DMA at all (the group's blocking domain while a user owns it);
-//   kIdentity — iova == host address (the default domain here: Linux's DMA-API domain, simplified);
+//   kIdentity — iova == host address (the default domain of a passthrough instance);
 //   kPaging   — an IoPageTable filled by Map/Unmap (type1's domains).
 // A domain belongs to the Iommu that allocated it ("same ops" == same Iommu instance) and is owned
 // by whoever allocated it (a Group for its default and blocking domains, type1 for its own). It

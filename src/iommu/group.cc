@@ -10,7 +10,8 @@ namespace iommu {
 
 vb::Result<vb::RefPtr<Group>> Group::Create(Iommu& iommu, vb::RefPtr<IdAllocator> ids) {
   // Everything that can fail comes before the id is taken, so a failed probe leaves no trace.
-  std::unique_ptr<Domain> def = TRY(iommu.AllocDomain(DomainType::kIdentity));
+  std::unique_ptr<Domain> def =
+      TRY(iommu.AllocDomain(iommu.caps().passthrough ? DomainType::kIdentity : DomainType::kPaging));
   std::unique_ptr<Domain> blocking = TRY(iommu.AllocDomain(DomainType::kBlocked));
   const int id = ids->Alloc();
   return vb::RefPtr<Group>(new Group(id, iommu, std::move(ids), std::move(def), std::move(blocking)));

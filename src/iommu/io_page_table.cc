@@ -13,13 +13,15 @@
 namespace iommu {
 namespace {
 
-// Entry layout: bits 4..63 hold the address (a 4 KiB aligned host address for a leaf, a 16-byte
-// aligned Table* for a table entry); the low bits are flags. 0 means "nothing here".
+// Entry layout: bits 5..63 hold the address (a 4 KiB aligned host address for a leaf, a 64-byte
+// aligned Table* for a table entry); the low bits are flags. 0 means "nothing here". kDirty is
+// the leaf's hardware-style dirty bit, set by a write translation while dirty tracking is on.
 constexpr uint64_t kPresent = 1ull << 0;
 constexpr uint64_t kLeaf = 1ull << 1;
 constexpr uint64_t kRead = 1ull << 2;
 constexpr uint64_t kWrite = 1ull << 3;
-constexpr uint64_t kFlagMask = 0xf;
+constexpr uint64_t kDirty = 1ull << 4;
+constexpr uint64_t kFlagMask = 0x1f;
 
 constexpr int kLevels = 4;
 constexpr unsigned kEntries = 512;
@@ -50,7 +52,7 @@ uint64_t NextGeneration() { return g_next_generation.fetch_add(1, std::memory_or
 
 // One page of the tree. `used` counts non-empty entries; it and `next` are touched only by writers
 // under mu_ (or by the owner of a table not yet linked / already unlinked).
-struct IoPageTable::Table {
+struct alignas(64) IoPageTable::Table {
   std::atomic<uint64_t> e[kEntries] = {};
   uint32_t used = 0;
   Table* next = nullptr;  // links pooled (not yet linked) or retired (unlinked) tables
@@ -79,6 +81,10 @@ IoPageTable::IoPageTable(uint64_t pgsize_bitmap, unsigned address_bits)
 }
 
 IoPageTable::~IoPageTable() {
+  {
+    vb::MutexLock l(mu_);
+    while (deferred_) FreeTable(std::exchange(deferred_, deferred_->next));
+  }
   // The owner guarantees no reader can reach this table any more (it synchronized after
   // detaching it), so the tree goes without another grace period.
   FreeTree(root_, kLevels - 1);
@@ -283,45 +289,110 @@ void IoPageTable::ClearRangeLocked(Table* t, int level, uint64_t first, uint64_t
 }
 
 vb::Result<uint64_t> IoPageTable::Unmap(uint64_t iova, uint64_t size) {
+  Table* retired = nullptr;
+  const uint64_t unmapped = TRY(UnmapRetiring(iova, size, retired));
+  if (unmapped == 0 && !retired) return 0;
+  // Outside mu_: other writers need not wait for our grace period.
+  vb::Epoch::Synchronize();
+  while (retired) FreeTable(std::exchange(retired, retired->next));
+  return unmapped;
+}
+
+vb::Result<uint64_t> IoPageTable::UnmapDeferred(uint64_t iova, uint64_t size) {
+  Table* retired = nullptr;
+  const uint64_t unmapped = TRY(UnmapRetiring(iova, size, retired));
+  if (retired) {
+    vb::MutexLock l(mu_);
+    while (retired) {
+      Table* t = std::exchange(retired, retired->next);
+      t->next = deferred_;
+      deferred_ = t;
+    }
+  }
+  return unmapped;
+}
+
+void IoPageTable::Sync() {
+  vb::Epoch::Synchronize();
+  Table* retired;
+  {
+    vb::MutexLock l(mu_);
+    retired = std::exchange(deferred_, nullptr);
+  }
+  while (retired) FreeTable(std::exchange(retired, retired->next));
+}
+
+vb::Result<uint64_t> IoPageTable::UnmapRetiring(uint64_t iova, uint64_t size, Table*& retired) {
   if (size == 0) return vb::Err(EINVAL, "iopt.unmap: zero size");
   if (!vb::IsAligned(iova | size, kPage4K)) return vb::Err(EINVAL, "iopt.unmap: unaligned");
   const uint64_t last = TRY(vb::RangeLast(iova, size));
   if (last >> address_bits_) return vb::Err(ERANGE, "iopt.unmap: beyond address space");
 
   uint64_t unmapped = 0;
-  Table* retired = nullptr;
+  vb::MutexLock l(mu_);
+  const bool end_inside = ((last + 1) >> address_bits_) == 0;
+  // Allocate every split table first so that a failure changes nothing.
+  SplitBlock blocks[4];
+  int needed = 0;
+  SplitsNeededLocked(iova, blocks, needed);
+  if (end_inside) SplitsNeededLocked(last + 1, blocks, needed);
+  Table* pool = nullptr;
+  for (int i = 0; i < needed; ++i) {
+    Table* t = AllocTable();
+    if (!t) {
+      while (pool) delete std::exchange(pool, pool->next);
+      return vb::Err(ENOMEM, "iopt.unmap: split table allocation");
+    }
+    t->next = pool;
+    pool = t;
+  }
+  if (needed) {
+    SplitAtLocked(iova, pool);
+    if (end_inside) SplitAtLocked(last + 1, pool);
+  }
+
+  ClearRangeLocked(root_, kLevels - 1, iova, last, unmapped, retired);
+  if (unmapped == 0 && !retired) return 0;
+  mapped_bytes_.fetch_sub(unmapped, std::memory_order_relaxed);
+  generation_.store(NextGeneration(), std::memory_order_release);
+  return unmapped;
+}
+
+// ---- Dirty tracking ----
+
+void IoPageTable::SetDirtyTracking(bool on) {
+  vb::MutexLock l(mu_);
+  dirty_tracking_.store(on, std::memory_order_release);
+  // Cached write translations were made without setting dirty bits: make every cache re-walk.
+  generation_.store(NextGeneration(), std::memory_order_release);
+}
+
+void IoPageTable::ReadAndClearDirty(uint64_t iova, uint64_t size,
+                                    const std::function<void(uint64_t, uint64_t)>& fn) {
+  if (size == 0) return;
+  const auto last_or = vb::RangeLast(iova, size);
+  if (!last_or.has_value()) return;
+  const uint64_t last = std::min<uint64_t>(*last_or, (uint64_t{1} << address_bits_) - 1);
+  bool cleared = false;
   {
     vb::MutexLock l(mu_);
-    const bool end_inside = ((last + 1) >> address_bits_) == 0;
-    // Allocate every split table first so that a failure changes nothing.
-    SplitBlock blocks[4];
-    int needed = 0;
-    SplitsNeededLocked(iova, blocks, needed);
-    if (end_inside) SplitsNeededLocked(last + 1, blocks, needed);
-    Table* pool = nullptr;
-    for (int i = 0; i < needed; ++i) {
-      Table* t = AllocTable();
-      if (!t) {
-        while (pool) delete std::exchange(pool, pool->next);
-        return vb::Err(ENOMEM, "iopt.unmap: split table allocation");
+    for (uint64_t a = iova; a <= last;) {
+      const Walk w = WalkTo(a);
+      const uint64_t leaf = LevelSize(w.level);
+      const uint64_t leaf_last = vb::AlignDown(a, leaf) + (leaf - 1);
+      const uint64_t run_last = std::min(leaf_last, last);
+      if (IsLeaf(w.entry) && (w.entry & kDirty)) {
+        auto& slot = const_cast<Table*>(w.table)->e[w.index];
+        slot.fetch_and(~kDirty, std::memory_order_acq_rel);
+        cleared = true;
+        fn(a, run_last - a + 1);
       }
-      t->next = pool;
-      pool = t;
+      if (run_last == last) break;
+      a = run_last + 1;
     }
-    if (needed) {
-      SplitAtLocked(iova, pool);
-      if (end_inside) SplitAtLocked(last + 1, pool);
-    }
-
-    ClearRangeLocked(root_, kLevels - 1, iova, last, unmapped, retired);
-    if (unmapped == 0 && !retired) return 0;
-    mapped_bytes_.fetch_sub(unmapped, std::memory_order_relaxed);
-    generation_.store(NextGeneration(), std::memory_order_release);
+    // A cached write translation of a page just cleaned must walk again to re-dirty it.
+    if (cleared) generation_.store(NextGeneration(), std::memory_order_release);
   }
-  // Outside mu_: other writers need not wait for our grace period.
-  vb::Epoch::Synchronize();
-  while (retired) FreeTable(std::exchange(retired, retired->next));
-  return unmapped;
 }
 
 // ---- Readers ----
@@ -341,6 +412,8 @@ hw::DmaTranslateResult IoPageTable::Translate(uint64_t iova, uint64_t length,
   Walk w = WalkTo(iova);
   if (!IsLeaf(w.entry)) return {false, DmaFaultReason::kNotMapped, {}};
   if (!Allows(w.entry, access)) return {false, DmaFaultReason::kPermission, {}};
+  const bool mark = access == hw::DmaAccess::kWrite && dirty_tracking_.load(std::memory_order_acquire);
+  if (mark && !(w.entry & kDirty)) const_cast<Table*>(w.table)->e[w.index].fetch_or(kDirty, std::memory_order_acq_rel);
   const uint64_t size = LevelSize(w.level);
   const uint64_t offset = iova & (size - 1);
   uint8_t* const host = reinterpret_cast<uint8_t*>(Addr(w.entry) + offset);
@@ -367,6 +440,7 @@ hw::DmaTranslateResult IoPageTable::Translate(uint64_t iova, uint64_t length,
     if (!IsLeaf(e) || !Allows(e, access) ||
         reinterpret_cast<uint8_t*>(Addr(e)) != host + run)
       break;
+    if (mark && !(e & kDirty)) const_cast<Table*>(w.table)->e[w.index].fetch_or(kDirty, std::memory_order_acq_rel);
     run += LevelSize(w.level);
   }
   return {true, DmaFaultReason::kNotMapped, {host, std::min(run, length)}};

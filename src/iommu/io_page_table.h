@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <optional>
 
@@ -68,6 +69,23 @@ class IoPageTable final : public hw::DmaTranslation {
   // DMA (other than one running on the calling thread) can still use a removed entry.
   vb::Result<uint64_t> Unmap(uint64_t iova, uint64_t size) EXCLUDES(mu_);
 
+  // Bulk unmaps (UNMAP ALL, detach): like Unmap, but the grace period is the caller's. When it
+  // returns the entries are unreachable for new translations, yet a DMA that translated earlier
+  // may still be copying: call Sync() before the old memory may be reused. Emptied tables are
+  // kept until Sync().
+  vb::Result<uint64_t> UnmapDeferred(uint64_t iova, uint64_t size) EXCLUDES(mu_);
+  // Epoch::Synchronize(), then frees the tables UnmapDeferred retired.
+  void Sync() EXCLUDES(mu_);
+
+  // Dirty tracking (the hardware A/D-bit model, as iommufd's dirty tracking): while on, a write
+  // translation sets the leaf's dirty bit. ReadAndClearDirty calls fn(iova, length) for every
+  // dirty run of [iova, iova+size) (a whole large leaf is one run, clipped to the range) and
+  // cleans it; cached write translations are invalidated so the next write dirties again.
+  void SetDirtyTracking(bool on) EXCLUDES(mu_);
+  bool dirty_tracking() const { return dirty_tracking_.load(std::memory_order_acquire); }
+  void ReadAndClearDirty(uint64_t iova, uint64_t size, const std::function<void(uint64_t, uint64_t)>& fn)
+      EXCLUDES(mu_);
+
   // Lock-free lookup (call inside an EpochReadSection when racing writers). nullopt when iova is
   // not mapped or out of the address space.
   std::optional<IovaTranslation> IovaToPhys(uint64_t iova) const;
@@ -88,6 +106,9 @@ class IoPageTable final : public hw::DmaTranslation {
  private:
   struct Table;
   struct Walk;
+
+  // Removes the range under mu_ and links emptied tables onto `retired` (not yet freed).
+  vb::Result<uint64_t> UnmapRetiring(uint64_t iova, uint64_t size, Table*& retired) EXCLUDES(mu_);
 
   static Table* AllocTable();
   void FreeTable(Table* t);
@@ -113,6 +134,8 @@ class IoPageTable final : public hw::DmaTranslation {
   vb::Mutex mu_{vb::LockRank::kDomain};  // serializes writers; readers never take it
   Table* const root_;  // level 3; never freed before destruction. Tables below change under mu_.
   std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> dirty_tracking_{false};
+  Table* deferred_ GUARDED_BY(mu_) = nullptr;  // retired by UnmapDeferred, freed by Sync()
   std::atomic<uint64_t> mapped_bytes_{0};
   std::atomic<uint64_t> table_count_{0};
 };

@@ -10,6 +10,8 @@ const char* ReservedRegionTypeName(ReservedRegionType t) {
     case ReservedRegionType::kMsi: return "msi";
     case ReservedRegionType::kDirect: return "direct";
     case ReservedRegionType::kReserved: return "reserved";
+    case ReservedRegionType::kSwMsi: return "msi";  // sysfs prints both MSI kinds as "msi"
+    case ReservedRegionType::kDirectRelaxable: return "direct-relaxable";
   }
   return "?";
 }

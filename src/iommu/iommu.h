@@ -27,6 +27,8 @@ enum class ReservedRegionType : uint8_t {
   kMsi,       // hardware MSI window (x86 0xfee00000-0xfeefffff): never mappable
   kDirect,    // must stay identity-mapped (RMRR-like)
   kReserved,  // simply unusable
+  kSwMsi,     // software-managed MSI window (ARM SMMU: the IOVA where MSI doorbells get mapped)
+  kDirectRelaxable,  // an RMRR that may be dropped while the device is assigned (type1 ignores it)
 };
 const char* ReservedRegionTypeName(ReservedRegionType t);
 
@@ -49,6 +51,10 @@ struct IommuCaps {
   // ops->enforce_cache_coherency). Only meaningful when cache_coherent.
   bool enforce_cache_coherency = true;
   bool msi_isolated = true;    // interrupt remapping / MSI isolation
+  // The groups' default domain: false (the default) = a translated DMA-API domain that is empty
+  // until a kernel driver maps something, so a stray DMA faults; true = identity (iommu=pt: iova
+  // == host address, which in-process means a stray DMA writes wherever it points).
+  bool passthrough = false;
   std::vector<ReservedRegion> reserved;
 
   // An Intel VT-d-like instance: 4K|2M|1G, 48-bit aperture, coherent, interrupt remapping, the

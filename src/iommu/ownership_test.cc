@@ -60,7 +60,7 @@ TEST_F(OwnershipTest, ClaimFailsWithEpermWhileADmaApiDriverIsBound) {
   ASSERT_TRUE(machine.BindDriver(*f1, kernel_driver).has_value());
   EXPECT_TRUE(group->DmaOwnerClaimed());
   EXPECT_EQ(vb::ErrnoOf(group->ClaimDmaOwner(owner)), EPERM);
-  EXPECT_EQ(group->current_domain_type(), DomainType::kIdentity);
+  EXPECT_EQ(group->current_domain_type(), group->default_domain().type());
   ASSERT_TRUE(machine.UnbindDriver(*f1).has_value());
   EXPECT_FALSE(group->DmaOwnerClaimed());
   EXPECT_TRUE(group->ClaimDmaOwner(owner).has_value());
@@ -94,7 +94,7 @@ TEST_F(OwnershipTest, ClaimSwitchesToBlockingAndReleaseBackToDefault) {
   group->ReleaseDmaOwner(owner);
   EXPECT_FALSE(group->DmaOwnerClaimed());
   EXPECT_EQ(group->dma_owner(), nullptr);
-  EXPECT_EQ(group->current_domain_type(), DomainType::kIdentity);
+  EXPECT_EQ(group->current_domain_type(), group->default_domain().type());
   EXPECT_EQ(f0->dma().translation(), group->default_domain().translation());
   EXPECT_NE(f0->dma().translation(), nullptr);
 }
@@ -151,7 +151,7 @@ TEST_F(OwnershipTest, AttachRequiresDefaultOrBlockingAndTheSameIommu) {
   EXPECT_EQ(group->current_domain_type(), DomainType::kBlocked);  // still owned
   ASSERT_TRUE(group->AttachDomain(*b).has_value());
   group->ReleaseDmaOwner(owner);  // release returns to the default domain even with b attached
-  EXPECT_EQ(group->current_domain_type(), DomainType::kIdentity);
+  EXPECT_EQ(group->current_domain_type(), group->default_domain().type());
   EXPECT_EQ(b->attached_groups(), 0);
 }
 
@@ -161,7 +161,7 @@ TEST_F(OwnershipTest, UnownedAttachDetachReturnsToDefaultAndBlocksClaimAndDriver
   EXPECT_EQ(vb::ErrnoOf(group->ClaimDmaOwner(owner)), EBUSY);
   EXPECT_EQ(vb::ErrnoOf(machine.BindDriver(*f0, kernel_driver)), EBUSY);
   ASSERT_TRUE(group->DetachDomain(*a).has_value());
-  EXPECT_EQ(group->current_domain_type(), DomainType::kIdentity);
+  EXPECT_EQ(group->current_domain_type(), group->default_domain().type());
   EXPECT_TRUE(machine.BindDriver(*f0, kernel_driver).has_value());
 }
 
@@ -213,12 +213,27 @@ TEST_F(OwnershipTest, DmaThroughBlockingDomainFaultsAndIsLogged) {
   EXPECT_EQ(faults[0].reason, hw::DmaFaultReason::kBlocked);
 }
 
-TEST_F(OwnershipTest, DefaultIdentityDomainDmaUsesHostAddresses) {
+TEST_F(OwnershipTest, DefaultDmaDomainFaultsAStrayDma) {
+  // The default domain is a translated DMA-API domain: nothing is mapped until a kernel driver
+  // maps it, so a stray DMA faults instead of scribbling on the process.
   AlignedBuffer buf(kPage4K);
   const uint8_t data[4] = {9, 8, 7, 6};
+  EXPECT_EQ(group->current_domain_type(), DomainType::kPaging);
+  EXPECT_EQ(vb::ErrnoOf(f0->dma().Write(buf.addr() + 100, data, sizeof data)), EFAULT);
+  EXPECT_EQ(buf.p[100], 0);
+}
+
+TEST_F(OwnershipTest, IdentityDomainDmaUsesHostAddresses) {
+  AlignedBuffer buf(kPage4K);
+  const uint8_t data[4] = {9, 8, 7, 6};
+  std::unique_ptr<Domain> identity = *core.default_iommu().AllocDomain(DomainType::kIdentity);
+  ASSERT_TRUE(group->ClaimDmaOwner(owner).has_value());
+  ASSERT_TRUE(group->AttachDomain(*identity).has_value());
   ASSERT_TRUE(f0->dma().Write(buf.addr() + 100, data, sizeof data).has_value());
   EXPECT_EQ(std::memcmp(buf.p + 100, data, sizeof data), 0);
   EXPECT_EQ(core.default_iommu().fault_log().size(), 0u);
+  ASSERT_TRUE(group->DetachDomain(*identity).has_value());
+  group->ReleaseDmaOwner(owner);
 }
 
 TEST_F(OwnershipTest, DeviceJoiningAnAttachedGroupTranslatesThroughTheAttachedDomain) {

@@ -54,7 +54,9 @@ class VfioFixture : public ::testing::Test {
     auto dev = MakePci(bdf, fn);
     auto added = machine.AddPciDevice(dev);
     EXPECT_TRUE(added.has_value()) << bdf;
-    if (driver) EXPECT_TRUE(machine.BindDriver(*dev, *driver).has_value()) << bdf;
+    if (driver) {
+      EXPECT_TRUE(machine.BindDriver(*dev, *driver).has_value()) << bdf;
+    }
     return dev.get();
   }
   hw::Device& Dev(const std::string& bdf) { return *machine.FindDevice("0000:" + bdf); }

@@ -228,7 +228,7 @@ void Iommu::DetachGroup(iommu::Group& group) {
         RemoveAllLocked();
       } else {
         // Keep the records for the emulated groups; the pages are no longer IOMMU-mapped.
-        for (Dma& dma : dmas_) {
+        for (auto& [iova_key, dma] : dmas_) {
           UnpinLocked(dma);
           dma.iommu_mapped = false;
         }
@@ -284,7 +284,7 @@ vb::Result<void> Iommu::ReplayLocked(iommu::Domain& domain) {
       d->iommu_mapped = false;
     }
   };
-  for (Dma& dma : dmas_) {
+  for (auto& [iova_key, dma] : dmas_) {
     if (!dma.iommu_mapped) {
       // Created while only emulated groups existed: pin now (accounting applies).
       if (auto r = UserMemory::CheckRange(dma.vaddr, dma.size, dma.prot & kProtWrite); !r.has_value()) {
@@ -333,14 +333,17 @@ vb::Result<void> Iommu::MapDma(const MapRequest& req) {
 }
 
 void Iommu::RemoveRecordsLocked(DmaTree::iterator begin, DmaTree::iterator end) {
+  if (begin == end) return;
+  // Retire every entry first, then one grace period per domain for the whole batch: when this
+  // returns no DMA can reach the pages (strict unmap), at the cost of one Synchronize, not one
+  // per record.
   for (auto it = begin; it != end; ++it) {
-    Dma& dma = it->second;
-    if (dma.iommu_mapped)
-      for (DomainRec& d : domains_) (void)d.domain->Unmap(dma.iova, dma.size);
+    const Dma& dma = it->second;
+    if (!dma.iommu_mapped) continue;
+    for (DomainRec& d : domains_) (void)d.domain->page_table()->UnmapDeferred(dma.iova, dma.size);
   }
-  // Unmap is strict per call; the bitmaps the DMA path may still read go after one more grace
-  // period.
-  vb::Epoch::Synchronize();
+  if (domains_.empty()) vb::Epoch::Synchronize();
+  for (DomainRec& d : domains_) d.domain->page_table()->Sync();
   for (auto it = begin; it != end; ++it) UnpinLocked(it->second);
   dmas_.Remove(begin, end);
 }
@@ -402,11 +405,11 @@ vb::Result<void> Iommu::DirtyPages(const DirtyRequest& req) {
     case DirtyPlan::Op::kStart: {
       auto bitmaps = TRY(AllocateDirtyBitmaps(dmas_, MinPgsizeLocked()));
       size_t i = 0;
-      for (Dma& dma : dmas_) dma.dirty = std::move(bitmaps[i++]);
+      for (auto& [iova_key, dma] : dmas_) dma.dirty = std::move(bitmaps[i++]);
       // Precise mode starts from a clean slate: writes before START are not reported.
       for (DomainRec& d : domains_)
         if (iommu::IoPageTable* pt = d.domain->page_table()) pt->SetDirtyTracking(options_.precise_dirty);
-      for (Dma& dma : dmas_)
+      for (auto& [iova_key, dma] : dmas_)
         for (DomainRec& d : domains_)
           if (iommu::IoPageTable* pt = d.domain->page_table())
             pt->ReadAndClearDirty(dma.iova, dma.size, [](uint64_t, uint64_t) {});
@@ -417,7 +420,7 @@ vb::Result<void> Iommu::DirtyPages(const DirtyRequest& req) {
       for (DomainRec& d : domains_)
         if (iommu::IoPageTable* pt = d.domain->page_table()) pt->SetDirtyTracking(false);
       vb::Epoch::Synchronize();
-      for (Dma& dma : dmas_) dma.dirty.reset();
+      for (auto& [iova_key, dma] : dmas_) dma.dirty.reset();
       dirty_tracking_ = false;
       return vb::Ok();
     case DirtyPlan::Op::kGetBitmap:
@@ -456,7 +459,7 @@ size_t Iommu::domain_count() const {
 uint64_t Iommu::locked_bytes() const {
   vb::MutexLock l(mu_);
   uint64_t n = 0;
-  for (const Dma& d : dmas_) n += d.locked_bytes;
+  for (const auto& [iova_key, d] : dmas_) n += d.locked_bytes;
   return n;
 }
 
