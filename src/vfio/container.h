@@ -41,14 +41,14 @@ class Container : public vb::RefCounted<Container> {
   // Runs fn(BackendInstance&) with the backend pinned (read lock). EINVAL if SET_IOMMU has not
   // been done (the kernel's answer to backend ioctls on such a container).
   template <typename Fn>
-  auto WithBackend(Fn&& fn) EXCLUDES(mu_) -> std::invoke_result_t<Fn, BackendInstance&> {
+  auto WithBackend(Fn&& fn) -> std::invoke_result_t<Fn, BackendInstance&> {
     ReaderLock l(mu_);
     if (!backend_) return vb::Err(EINVAL, "container: no IOMMU backend set");
     return fn(*backend_);
   }
   // The same, typed: EINVAL as well when the backend is not a T.
   template <typename T, typename Fn>
-  auto WithBackendAs(Fn&& fn) EXCLUDES(mu_) -> std::invoke_result_t<Fn, T&> {
+  auto WithBackendAs(Fn&& fn) -> std::invoke_result_t<Fn, T&> {
     ReaderLock l(mu_);
     T* b = backend_ ? dynamic_cast<T*>(backend_.get()) : nullptr;
     if (!b) return vb::Err(EINVAL, "container: backend is not of the asked type");

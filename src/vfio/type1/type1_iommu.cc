@@ -277,6 +277,7 @@ vb::Result<void> Iommu::ReplayLocked(iommu::Domain& domain) {
   std::vector<Dma*> mapped;
   std::vector<Dma*> pinned_now;
   auto undo = [&] {
+    mu_.AssertHeld();
     for (Dma* d : mapped) (void)domain.Unmap(d->iova, d->size);
     for (Dma* d : pinned_now) {
       for (DomainRec& other : domains_) (void)other.domain->Unmap(d->iova, d->size);
