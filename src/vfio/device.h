@@ -20,27 +20,12 @@
 #include "base/ref_counted.h"
 #include "base/result.h"
 #include "hw/device.h"
+#include "vfio/device_ops.h"
 
 namespace vfio {
 
 class Device;
 class Group;
-
-// What a VFIO bus driver provides (Linux: vfio_device_ops). Every call is made with no VFIO lock
-// held except OpenDevice/CloseDevice, which run under the device's open lock.
-class DeviceOps {
- public:
-  virtual ~DeviceOps() = default;
-  virtual std::string_view driver_name() const = 0;
-  // First open of the device (vfio-pci: enable, reset, build the virtual config space).
-  virtual vb::Result<void> OpenDevice(Device&) { return vb::Ok(); }
-  // Last close.
-  virtual void CloseDevice(Device&) {}
-  // Unregistration is waiting for users; `count` is 0, 1, 2... (vfio-pci signals REQ).
-  virtual void Request(Device&, unsigned count) {}
-  // GET_DEVICE_FD name matching. Default: the exact name of the hw device.
-  virtual bool Match(const Device& dev, std::string_view name) const;
-};
 
 class Device : public vb::RefCounted<Device> {
  public:
