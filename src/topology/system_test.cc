@@ -1,0 +1,88 @@
+#include "topology/system.h"
+
+#include <gtest/gtest.h>
+
+#include "vfio/type1/type1_iommu.h"
+
+namespace topology {
+namespace {
+
+using Layout = std::vector<std::pair<int, std::vector<std::string>>>;
+
+Layout LayoutOf(System& sys) {
+  Layout out;
+  for (auto& g : sys.iommu_core().Groups()) {
+    std::vector<std::string> names;
+    for (auto& d : g->Devices()) names.push_back(d->name());
+    out.emplace_back(g->id(), names);
+  }
+  return out;
+}
+
+TEST(System, DefaultMachineGroupsAreExactlyWhatLinuxWouldForm) {
+  std::string err;
+  auto sys = System::Create(DefaultTopology(), &err);
+  ASSERT_TRUE(sys) << err;
+  const Layout expected = {
+      {0, {"0000:00:00.0"}},                                // host bridge
+      {1, {"0000:00:01.0"}},                                // root port with ACS
+      {2, {"0000:01:00.0"}},                                // edu: a group of its own
+      {3, {"0000:00:02.0"}},
+      {4, {"0000:02:00.0", "0000:02:00.1"}},                // multifunction without ACS
+      {5, {"0000:00:03.0"}},
+      {6, {"0000:03:00.0", "0000:04:01.0", "0000:04:02.0"}},  // behind a PCIe-to-PCI bridge
+      {7, {"0000:00:04.0"}},
+      {8, {"0000:05:00.0"}},                                // switch upstream port
+      {9, {"0000:06:00.0"}},                                // switch downstream port with ACS
+      {10, {"0000:07:00.0", "platform:smmu-client0"}},      // a group spanning two buses
+      {11, {"0000:00:05.0"}},
+      {12, {"0000:08:00.0"}},
+  };
+  EXPECT_EQ(LayoutOf(*sys), expected);
+}
+
+TEST(System, DefaultMachineShowsViabilityAndAttachRefusals) {
+  std::string err;
+  auto sys = System::Create(DefaultTopology(), &err);
+  ASSERT_TRUE(sys) << err;
+  vfio::Vfio& vfio = sys->vfio();
+  // Group 4 has a member bound to a kernel driver: not viable.
+  auto g4 = *vfio.OpenGroup(4);
+  EXPECT_EQ(*g4->GetStatus(), 0u);
+  auto c = vfio.OpenContainer();
+  EXPECT_EQ(vb::ErrnoOf(g4->SetContainer(c)), EPERM);
+  // Group 12 is behind an IOMMU without MSI isolation: type1 refuses to attach it.
+  auto g12 = *vfio.OpenGroup(12);
+  ASSERT_TRUE(g12->SetContainer(c).has_value());
+  EXPECT_EQ(vb::ErrnoOf(c->SetIommu(vfio::type1::kExtType1v2)), EPERM);
+  // The edu's group and the two-bus group attach, to different domains (different IOMMUs).
+  auto c2 = vfio.OpenContainer();
+  auto g2 = *vfio.OpenGroup(2);
+  auto g10 = *vfio.OpenGroup(10);
+  ASSERT_TRUE(g2->SetContainer(c2).has_value());
+  ASSERT_TRUE(c2->SetIommu(vfio::type1::kExtType1v2).has_value());
+  ASSERT_TRUE(g10->SetContainer(c2).has_value());
+  size_t domains = 0;
+  ASSERT_TRUE(c2->WithBackendAs<vfio::type1::Iommu>([&](vfio::type1::Iommu& b) -> vb::Result<void> {
+                  domains = b.domain_count();
+                  return vb::Ok();
+                }).has_value());
+  EXPECT_EQ(domains, 2u);
+  // smmu0 does not enforce cache coherency: DMA_CC is 0 once its domain is in the container.
+  EXPECT_EQ(c2->CheckExtension(vfio::type1::kExtDmaCc), 0);
+}
+
+TEST(System, ConventionalDevicesOnTheRootBusGetAGroupEach) {
+  ParseError perr;
+  auto spec = ParseTopology(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:01.0","type":"edu","driver":"vfio-pci"},
+                                                           {"bdf":"00:02.0","type":"edu","driver":"vfio-pci"}]})",
+                            "t", &perr);
+  ASSERT_TRUE(spec.has_value()) << perr.message;
+  std::string err;
+  auto sys = System::Create(*spec, &err);
+  ASSERT_TRUE(sys) << err;
+  EXPECT_EQ(sys->iommu_core().Groups().size(), 2u);
+}
+
+}  // namespace
+}  // namespace topology
