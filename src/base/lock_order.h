@@ -13,6 +13,8 @@
 namespace vb {
 
 enum class LockRank : uint16_t {
+  kPreloadRegenerate = 5,   // preload: serializes sysfs regeneration; outermost, held across
+                            // Backend::Describe()
   kVfioGroupRegistry = 10,  // vfio: global list of vfio groups (find-or-create, final unlink)
   kVfioGroup = 20,          // vfio: one group's container pointer, open file, container users
   kVfioDeviceSet = 25,      // vfio: open counts and reset of a device set

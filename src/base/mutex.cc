@@ -9,6 +9,7 @@ namespace vb {
 
 const char* LockRankName(LockRank rank) {
   switch (rank) {
+    case LockRank::kPreloadRegenerate: return "preload-regenerate";
     case LockRank::kVfioGroupRegistry: return "vfio-group-registry";
     case LockRank::kVfioGroup: return "vfio-group";
     case LockRank::kVfioDeviceSet: return "vfio-device-set";
