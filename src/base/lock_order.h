@@ -13,6 +13,8 @@
 namespace vb {
 
 enum class LockRank : uint16_t {
+  kPreloadRegenerate = 5,   // preload: serializes sysfs regeneration; outermost, held across
+                            // Backend::Describe()
   kVfioGroupRegistry = 10,  // vfio: global list of vfio groups (find-or-create, final unlink)
   kVfioGroup = 20,          // vfio: one group's container pointer, open file, container users
   kVfioDeviceSet = 25,      // vfio: open counts and reset of a device set
@@ -30,6 +32,8 @@ enum class LockRank : uint16_t {
   kFaultLog = 100,          // iommu: the fault log ring
   kExecutor = 110,          // hw: a machine executor's work queue
   kEpochRegistry = 120,     // base: epoch reader slot registration
+  kFdTable = 150,           // uapi: the process's fd → FileObject table (never held across a call
+                            // into a FileObject or a release; taken inside VFIO locks by Install)
   kLeaf = 200,              // anything that never takes another lock while held
 };
 

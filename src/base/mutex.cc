@@ -9,6 +9,7 @@ namespace vb {
 
 const char* LockRankName(LockRank rank) {
   switch (rank) {
+    case LockRank::kPreloadRegenerate: return "preload-regenerate";
     case LockRank::kVfioGroupRegistry: return "vfio-group-registry";
     case LockRank::kVfioGroup: return "vfio-group";
     case LockRank::kVfioDeviceSet: return "vfio-device-set";
@@ -26,6 +27,7 @@ const char* LockRankName(LockRank rank) {
     case LockRank::kFaultLog: return "fault-log";
     case LockRank::kExecutor: return "executor";
     case LockRank::kEpochRegistry: return "epoch-registry";
+    case LockRank::kFdTable: return "fd-table";
     case LockRank::kLeaf: return "leaf";
   }
   return "?";
