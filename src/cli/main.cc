@@ -4,7 +4,13 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <limits.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -163,6 +169,65 @@ int Groups(topology::System& sys, bool json) {
   return 0;
 }
 
+// `vfiobox run`: runs PROGRAM with the preload library, which builds the machine inside the
+// program's process (state lives in the process) and serves /dev/vfio and /sys to it.
+int Run(const std::string& topology_file, bool trace, const std::vector<std::string>& argv) {
+  if (argv.empty()) {
+    std::fprintf(stderr, "vfiobox run: no program given (vfiobox run [--topology FILE] [--trace] -- PROGRAM ARGS...)\n");
+    return 2;
+  }
+  std::string preload;
+  if (const char* env = std::getenv("VFIOBOX_PRELOAD")) {
+    preload = env;
+  } else {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+      self[n] = 0;
+      std::string dir(self);
+      dir.resize(dir.rfind('/'));
+      preload = dir + "/libvfiobox-preload.so";
+    }
+  }
+  if (preload.empty() || access(preload.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "vfiobox run: cannot find libvfiobox-preload.so (set VFIOBOX_PRELOAD)\n");
+    return 2;
+  }
+  if (!topology_file.empty()) {
+    // Validate here so a bad file is one line from us, not a failure inside the program.
+    topology::ParseError err;
+    if (!topology::LoadTopologyFile(topology_file, &err)) {
+      std::fprintf(stderr, "vfiobox: %s\n", err.message.c_str());
+      return 2;
+    }
+    char abs[PATH_MAX];
+    if (realpath(topology_file.c_str(), abs)) setenv("VFIOBOX_TOPOLOGY", abs, 1);
+  }
+  if (trace) setenv("VFIOBOX_TRACE", "1", 1);
+  std::string ld = preload;
+  if (const char* old = std::getenv("LD_PRELOAD"); old && *old) ld += std::string(":") + old;
+  setenv("LD_PRELOAD", ld.c_str(), 1);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    std::perror("vfiobox run: fork");
+    return 2;
+  }
+  if (pid == 0) {
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    std::fprintf(stderr, "vfiobox run: %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,7 +243,18 @@ int main(int argc, char** argv) {
   add_common(topo);
   CLI::App* groups = app.add_subcommand("groups", "show the IOMMU groups (like /sys/kernel/iommu_groups)");
   add_common(groups);
+  CLI::App* run = app.add_subcommand("run", "run a program against the simulated machine (-- PROGRAM ARGS...)");
+  bool trace = false;
+  std::vector<std::string> program;
+  run->add_option("--topology", topology_file, "machine description (JSON); default: the built-in machine");
+  run->add_flag("--trace", trace, "print every VFIO call, decoded, one line each");
+  run->add_option("program", program, "the program and its arguments (after --)")->required();
+  run->prefix_command();
   CLI11_PARSE(app, argc, argv);
+  if (*run) {
+    for (const std::string& extra : run->remaining()) program.push_back(extra);
+    return Run(topology_file, trace, program);
+  }
 
   topology::TopologySpec spec;
   if (topology_file.empty()) {
