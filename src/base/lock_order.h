@@ -30,6 +30,8 @@ enum class LockRank : uint16_t {
   kFaultLog = 100,          // iommu: the fault log ring
   kExecutor = 110,          // hw: a machine executor's work queue
   kEpochRegistry = 120,     // base: epoch reader slot registration
+  kFdTable = 150,           // uapi: the process's fd → FileObject table (never held across a call
+                            // into a FileObject or a release; taken inside VFIO locks by Install)
   kLeaf = 200,              // anything that never takes another lock while held
 };
 

@@ -26,6 +26,7 @@ const char* LockRankName(LockRank rank) {
     case LockRank::kFaultLog: return "fault-log";
     case LockRank::kExecutor: return "executor";
     case LockRank::kEpochRegistry: return "epoch-registry";
+    case LockRank::kFdTable: return "fd-table";
     case LockRank::kLeaf: return "leaf";
   }
   return "?";
