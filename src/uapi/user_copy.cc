@@ -1,11 +1,16 @@
 #include "uapi/user_copy.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace uapi {
@@ -36,11 +41,94 @@ long VmCopy(bool write, void* local, uint64_t remote, size_t len) {
   return r;
 }
 
+// ---- fault-catching copies ----
+
+// The recovery point of the copy running on this thread (null outside a copy).
+thread_local sigjmp_buf* t_recover = nullptr;
+
+struct sigaction g_old_segv;
+struct sigaction g_old_bus;
+std::atomic<int> g_mode{-1};  // -1 undecided, else CopyMode
+pthread_once_t g_once = PTHREAD_ONCE_INIT;
+bool g_handlers_ok = false;
+
+void Chain(const struct sigaction& old, int sig, siginfo_t* info, void* uctx) {
+  if (old.sa_flags & SA_SIGINFO) {
+    if (old.sa_sigaction) return old.sa_sigaction(sig, info, uctx);
+  } else if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN && old.sa_handler) {
+    return old.sa_handler(sig);
+  }
+  // Default action: restore it and return, so the faulting instruction faults again and the
+  // process dies as it would have without us.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, nullptr);
+}
+
+void OnFault(int sig, siginfo_t* info, void* uctx) {
+  if (sigjmp_buf* jb = t_recover) {
+    t_recover = nullptr;
+    siglongjmp(*jb, 1);  // SA_NODEFER: the signal is not left blocked
+  }
+  Chain(sig == SIGBUS ? g_old_bus : g_old_segv, sig, info, uctx);
+}
+
+void InstallHandlers() {
+  struct sigaction sa {};
+  sa.sa_sigaction = &OnFault;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  g_handlers_ok = sigaction(SIGSEGV, &sa, &g_old_segv) == 0 && sigaction(SIGBUS, &sa, &g_old_bus) == 0;
+}
+
+CopyMode Mode() {
+  int m = g_mode.load(std::memory_order_acquire);
+  if (m >= 0) [[likely]] return static_cast<CopyMode>(m);
+  const char* env = std::getenv("VFIOBOX_USER_COPY");
+  CopyMode want = env && std::strcmp(env, "syscall") == 0 ? CopyMode::kSyscall : CopyMode::kFaultCatching;
+  if (want == CopyMode::kFaultCatching) {
+    int saved = errno;
+    pthread_once(&g_once, InstallHandlers);
+    errno = saved;
+    if (!g_handlers_ok) want = CopyMode::kSyscall;
+  }
+  g_mode.store(static_cast<int>(want), std::memory_order_release);
+  return want;
+}
+
+// Kept out of line so the copy really happens between setting and clearing the recovery point.
+__attribute__((noinline)) void CopyBytes(void* dst, const void* src, size_t len) {
+  std::memcpy(dst, src, len);
+  asm volatile("" ::: "memory");
+}
+
+int CatchingCopy(void* dst, const void* src, size_t len) {
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 0) != 0) return -EFAULT;  // a fault inside CopyBytes
+  t_recover = &jb;
+  CopyBytes(dst, src, len);
+  t_recover = nullptr;
+  return 0;
+}
+
 }  // namespace
+
+CopyMode GetCopyMode() { return Mode(); }
+
+void SetCopyMode(CopyMode mode) {
+  if (mode == CopyMode::kFaultCatching) {
+    pthread_once(&g_once, InstallHandlers);
+    if (!g_handlers_ok) mode = CopyMode::kSyscall;
+  }
+  g_mode.store(static_cast<int>(mode), std::memory_order_release);
+}
 
 int CopyFromUser(void* dst, uint64_t user, size_t len) {
   if (len == 0) return 0;
   if (user + len < user) return -EFAULT;
+  if (Mode() == CopyMode::kFaultCatching)
+    return CatchingCopy(dst, reinterpret_cast<const void*>(user), len);
   int saved = errno;
   long r = VmCopy(false, dst, user, len);
   errno = saved;
@@ -50,6 +138,8 @@ int CopyFromUser(void* dst, uint64_t user, size_t len) {
 int CopyToUser(uint64_t user, const void* src, size_t len) {
   if (len == 0) return 0;
   if (user + len < user) return -EFAULT;
+  if (Mode() == CopyMode::kFaultCatching)
+    return CatchingCopy(reinterpret_cast<void*>(user), src, len);
   int saved = errno;
   long r = VmCopy(true, const_cast<void*>(src), user, len);
   errno = saved;
