@@ -148,9 +148,8 @@ TEST_F(ContainerFileTest, UnreadableArgumentsAnswerEfault) {
 
 TEST_F(ContainerFileTest, UnmapArgszFlagsAndBitmapRows) {
   Attach();
-  vfio_iommu_type1_dma_unmap u{};
   auto unmap = [&](uint32_t argsz, uint32_t flags, uint64_t iova, uint64_t size) {
-    u = vfio_iommu_type1_dma_unmap{argsz, flags, iova, size};
+    vfio_iommu_type1_dma_unmap u{argsz, flags, iova, size};
     return Ioctl(container, VFIO_IOMMU_UNMAP_DMA, &u);
   };
   EXPECT_EQ(unmap(23, 0, 0x100000, 4096), -EINVAL);
@@ -204,9 +203,8 @@ TEST_F(ContainerFileTest, UnmappedSizeIsWrittenBackOnlyOnSuccess) {
 
 TEST_F(ContainerFileTest, DirtyPagesRows) {
   Attach();
-  vfio_iommu_type1_dirty_bitmap d{};
   auto dirty = [&](uint32_t argsz, uint32_t flags) {
-    d = {argsz, flags};
+    vfio_iommu_type1_dirty_bitmap d{argsz, flags};
     return Ioctl(container, VFIO_IOMMU_DIRTY_PAGES, &d);
   };
   EXPECT_EQ(dirty(7, VFIO_IOMMU_DIRTY_PAGES_FLAG_START), -EINVAL);

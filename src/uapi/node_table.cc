@@ -6,7 +6,6 @@
 
 #include "uapi/container_file.h"
 #include "uapi/group_file.h"
-#include "uapi/trace.h"
 
 namespace uapi {
 namespace {
@@ -43,7 +42,6 @@ std::shared_ptr<FileObject> VfioNodeTable::Open(const std::string& path, int fla
     else
       obj = std::make_shared<GroupFileObject>(std::move(*g), fds_);
   }
-  if (trace::Enabled()) trace::Open(path.c_str(), *err ? -*err : 0);
   return obj;
 }
 

@@ -30,6 +30,7 @@ void SetCurrentFd(int fd);
 void Ioctl(const char* kind, unsigned long request, unsigned long arg, long result);
 void ReadWrite(const char* kind, bool write, size_t count, off_t offset, long result);
 void Mmap(const char* kind, size_t length, int prot, int flags, off_t offset, int err);
+// The preload library calls this after open() of a /dev/vfio node (the fd, or -errno).
 void Open(const char* path, int fd_or_err);
 
 // The formatting behind the above (tests; no trailing newline).
