@@ -3,6 +3,7 @@
 #include "devices/edu.h"
 #include "devices/test_endpoint.h"
 #include "hw/pci_functions.h"
+#include "hw/pci_regs.h"
 
 namespace topology {
 namespace {
@@ -103,6 +104,7 @@ bool System::Build(std::string* error) {
         return fail(name + ": bind " + d.driver + ": " + r.error().ToString());
     }
   }
+  AssignBarAddresses();
   for (const PlatformSpec& p : spec_.platform) {
     auto dev = vb::MakeRef<hw::PlatformDevice>(p.name, p.stream_id, p.shares_group_with);
     if (auto r = machine_.AddPlatformDevice(dev); !r.has_value()) return fail(p.name + ": " + r.error().ToString());
@@ -130,6 +132,34 @@ hw::Driver& System::DriverNamed(const std::string& name) {
     it->second = std::make_unique<hw::StubDriver>(it->first, managed);
   }
   return *it->second;
+}
+
+void System::AssignBarAddresses() {
+  uint64_t mem32 = 0xc0000000, mem64 = 0x800000000ull, io = 0xc000;
+  auto take = [](uint64_t& cursor, uint64_t size) {
+    cursor = (cursor + size - 1) & ~(size - 1);
+    uint64_t at = cursor;
+    cursor += size;
+    return at;
+  };
+  for (auto& dev : machine_.PciDevices()) {
+    for (int i = 0; i < 6; ++i) {
+      const hw::BarSpec& bar = dev->bar(i);
+      if (bar.kind == hw::BarKind::kNone || bar.size == 0) continue;
+      uint64_t addr = bar.kind == hw::BarKind::kIo ? take(io, bar.size)
+                      : bar.kind == hw::BarKind::kMem64 ? take(mem64, bar.size)
+                                                        : take(mem32, bar.size);
+      const uint32_t reg = hw::pci::kBar0 + 4 * i;
+      (void)dev->ConfigWrite(reg, 4, static_cast<uint32_t>(addr));
+      if (bar.kind == hw::BarKind::kMem64) (void)dev->ConfigWrite(reg + 4, 4, static_cast<uint32_t>(addr >> 32));
+      bar_addresses_[{dev->name(), i}] = addr;
+    }
+  }
+}
+
+uint64_t System::BarAddress(const hw::PciDevice& dev, int bar) const {
+  auto it = bar_addresses_.find({dev.name(), bar});
+  return it == bar_addresses_.end() ? 0 : it->second;
 }
 
 std::string System::IommuNameOf(const hw::Device& dev) const {

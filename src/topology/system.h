@@ -40,10 +40,15 @@ class System {
   hw::Driver& DriverNamed(const std::string& name);
   // The IOMMU instance that serves `dev` (name), or "" for none.
   std::string IommuNameOf(const hw::Device& dev) const;
+  // The address firmware assigned to a BAR at boot (0 if the BAR is absent).
+  uint64_t BarAddress(const hw::PciDevice& dev, int bar) const;
 
  private:
   explicit System(const TopologySpec& spec);
   bool Build(std::string* error);
+  // What firmware does before the OS boots: gives every BAR a naturally aligned address (32-bit
+  // memory below 4 GiB, 64-bit memory above, I/O ports) and programs it into the BAR.
+  void AssignBarAddresses();
 
   TopologySpec spec_;
   hw::Machine machine_;
@@ -53,6 +58,7 @@ class System {
   std::unique_ptr<hw::Driver> vfio_pci_;
   std::unique_ptr<vfio::BasicDriver> vfio_platform_;
   std::map<std::string, std::unique_ptr<hw::Driver>> other_drivers_;
+  std::map<std::pair<std::string, int>, uint64_t> bar_addresses_;  // (device name, bar) → address
 };
 
 }  // namespace topology

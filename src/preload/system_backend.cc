@@ -1,0 +1,188 @@
+#include "preload/system_backend.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "hw/pci_regs.h"
+
+namespace preload {
+namespace {
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && s[i] == ' ') ++i;
+  return s.substr(i);
+}
+
+std::string DriverOf(const hw::Device& d) {
+  hw::Driver* drv = d.driver();
+  return drv ? std::string(drv->name()) : "";
+}
+
+// IORESOURCE_* flags as the kernel prints them in `resource`.
+constexpr uint64_t kIoResIo = 0x100, kIoResMem = 0x200, kIoResPrefetch = 0x2000, kIoResMem64 = 0x100000,
+                   kIoResSizeAlign = 0x40000;
+
+}  // namespace
+
+std::unique_ptr<SystemBackend> SystemBackend::Create() {
+  topology::TopologySpec spec;
+  if (const char* file = std::getenv("VFIOBOX_TOPOLOGY"); file && *file) {
+    topology::ParseError err;
+    auto parsed = topology::LoadTopologyFile(file, &err);
+    if (!parsed) {
+      std::fprintf(stderr, "vfiobox: %s\n", err.message.c_str());
+      return nullptr;
+    }
+    spec = std::move(*parsed);
+  } else {
+    spec = topology::DefaultTopology();
+  }
+  std::string error;
+  auto sys = topology::System::Create(spec, &error);
+  if (!sys) {
+    std::fprintf(stderr, "vfiobox: %s\n", error.c_str());
+    return nullptr;
+  }
+  return std::unique_ptr<SystemBackend>(new SystemBackend(std::move(sys)));
+}
+
+SystemBackend::SystemBackend(std::unique_ptr<topology::System> system)
+    : system_(std::move(system)), nodes_(std::make_unique<uapi::VfioNodeTable>(system_->vfio())) {
+  static SystemBackend* self;
+  self = this;
+  // The process keeps its files until it ends (like the kernel), so the machine is never torn
+  // down; the fault log is the one thing to report at exit.
+  std::atexit([] { self->PrintFaultLog(); });
+}
+
+SystemBackend::~SystemBackend() = default;
+
+void SystemBackend::PrintFaultLog() {
+  size_t total = 0;
+  for (iommu::Iommu* instance : system_->iommu_core().Iommus()) total += instance->fault_log().size();
+  if (total == 0) return;
+  std::fprintf(stderr, "vfiobox: IOMMU fault log (%zu):\n", total);
+  for (iommu::Iommu* instance : system_->iommu_core().Iommus()) {
+    for (const hw::DmaFault& f : instance->fault_log().Snapshot()) {
+      std::fprintf(stderr, "vfiobox:   %s: %s %s of iova %#llx (%s)\n", instance->name().c_str(), f.requester.c_str(),
+                   hw::DmaAccessName(f.access), static_cast<unsigned long long>(f.iova), hw::DmaFaultReasonName(f.reason));
+    }
+  }
+}
+
+SysfsDescription SystemBackend::Describe() {
+  SysfsDescription d;
+  topology::System& sys = *system_;
+  std::map<std::string, std::string> overrides;
+  {
+    vb::MutexLock l(mu_);
+    overrides = driver_overrides_;
+  }
+  for (auto& dev : sys.machine().PciDevices()) {
+    PciFunctionDesc f;
+    f.bdf = dev->name();
+    for (hw::PciBus* bus = dev->bus(); bus && !bus->is_root(); bus = bus->parent())
+      f.parents.insert(f.parents.begin(), bus->self()->name());
+    f.vendor = dev->vendor_id();
+    f.device = dev->device_id();
+    f.subsystem_vendor = static_cast<uint16_t>(dev->ConfigRead(0x2c, 2).value_or(0));
+    f.subsystem_device = static_cast<uint16_t>(dev->ConfigRead(0x2e, 2).value_or(0));
+    f.class_code = dev->class_code();
+    f.revision = dev->revision();
+    f.is_bridge = dev->is_bridge();
+    f.driver = DriverOf(*dev);
+    if (auto it = overrides.find(f.bdf); it != overrides.end()) f.driver_override = it->second;
+    if (auto g = sys.iommu_core().GroupOf(*dev)) f.iommu_group = g->id();
+    f.config = dev->ConfigSnapshot();
+    f.resources.resize(f.is_bridge ? 17 : 13);
+    for (int i = 0; i < 6; ++i) {
+      const hw::BarSpec& bar = dev->bar(i);
+      if (bar.kind == hw::BarKind::kNone || bar.size == 0) continue;
+      PciResource& r = f.resources[i];
+      r.start = sys.BarAddress(*dev, i);
+      r.end = r.start + bar.size - 1;
+      r.flags = kIoResSizeAlign | (bar.kind == hw::BarKind::kIo ? kIoResIo : kIoResMem) |
+                (bar.kind == hw::BarKind::kMem64 ? kIoResMem64 : 0) | (bar.prefetchable ? kIoResPrefetch : 0);
+    }
+    d.pci.push_back(std::move(f));
+  }
+  for (auto& dev : sys.machine().Devices()) {
+    if (dev->bus_type() != hw::BusType::kPlatform) continue;
+    PlatformDeviceDesc p;
+    p.name = dev->name().substr(dev->name().find(':') + 1);
+    p.driver = DriverOf(*dev);
+    if (auto g = sys.iommu_core().GroupOf(*dev)) p.iommu_group = g->id();
+    d.platform.push_back(std::move(p));
+  }
+  for (auto& g : sys.iommu_core().Groups()) {
+    IommuGroupDesc gd;
+    gd.id = g->id();
+    gd.type = g->iommu().caps().passthrough ? "identity" : "DMA";
+    for (const iommu::ReservedRegion& r : g->iommu().caps().reserved)
+      gd.reserved.push_back({r.first, r.last, iommu::ReservedRegionTypeName(r.type)});
+    d.iommu_groups.push_back(std::move(gd));
+  }
+  d.vfio.allow_unsafe_interrupts = sys.type1().options().allow_unsafe_interrupts;
+  d.vfio.dma_entry_limit = static_cast<unsigned>(sys.type1().options().dma_entry_limit);
+  return d;
+}
+
+int SystemBackend::OnWrite(const SysfsWrite& w) {
+  const std::string data = Trim(w.data);
+  hw::Machine& machine = system_->machine();
+  auto find = [&](const std::string& name) -> vb::RefPtr<hw::Device> {
+    return machine.FindDevice(w.file.bus == "platform" ? "platform:" + name : name);
+  };
+  switch (w.file.kind) {
+    case ControlKind::kDriverOverride: {
+      if (!find(w.file.device)) return ENODEV;
+      vb::MutexLock l(mu_);
+      if (data.empty()) driver_overrides_.erase(w.file.device);
+      else driver_overrides_[w.file.device] = data;
+      return 0;
+    }
+    case ControlKind::kUnbind: {
+      auto dev = find(data.empty() ? w.file.device : data);
+      if (!dev || DriverOf(*dev) != w.file.driver) return ENODEV;
+      auto r = machine.UnbindDriver(*dev);
+      return r.has_value() ? 0 : r.error().errnum;
+    }
+    case ControlKind::kBind: {
+      auto dev = find(data);
+      if (!dev) return ENODEV;
+      {
+        vb::MutexLock l(mu_);
+        auto it = driver_overrides_.find(data);
+        if (it != driver_overrides_.end() && it->second != w.file.driver) return ENODEV;
+      }
+      if (dev->driver()) return EBUSY;
+      auto r = machine.BindDriver(*dev, system_->DriverNamed(w.file.driver));
+      return r.has_value() ? 0 : r.error().errnum;
+    }
+    case ControlKind::kDriversProbe: {
+      auto dev = find(data);
+      if (!dev) return EINVAL;
+      std::string target;
+      {
+        vb::MutexLock l(mu_);
+        auto it = driver_overrides_.find(data);
+        if (it != driver_overrides_.end()) target = it->second;
+      }
+      if (!dev->driver() && !target.empty()) (void)machine.BindDriver(*dev, system_->DriverNamed(target));
+      return 0;
+    }
+    case ControlKind::kRemove: {
+      auto dev = find(w.file.device);
+      if (!dev) return ENODEV;
+      // Blocks while user handles of the device are open (the REQ eventfd is signalled).
+      auto r = machine.RemoveDevice(*dev);
+      return r.has_value() ? 0 : r.error().errnum;
+    }
+    default:
+      return 0;
+  }
+}
+
+}  // namespace preload
