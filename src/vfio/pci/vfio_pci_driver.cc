@@ -27,15 +27,16 @@ vb::Result<void> VfioPciDriver::Probe(hw::Device& dev) {
     bound_[&dev] = std::move(owned);
   }
   {
-    vb::MutexLock l(state->mu());
-    state->set().members.push_back(state);
+    DevSet& set = state->set();
+    vb::MutexLock l(set.mu);
+    set.members.push_back(state);
   }
   auto registered = vfio_.RegisterDevice(dev, *this);
   if (!registered.has_value()) {
     {
-      vb::MutexLock l(state->mu());
-      auto& m = state->set().members;
-      m.erase(std::remove(m.begin(), m.end(), state), m.end());
+      DevSet& set = state->set();
+      vb::MutexLock l(set.mu);
+      set.members.erase(std::remove(set.members.begin(), set.members.end(), state), set.members.end());
     }
     std::unique_ptr<VfioPciDevice> owned;
     {
@@ -56,10 +57,10 @@ void VfioPciDriver::Remove(hw::Device& dev) {
   vfio_.UnregisterDevice(*state->vfio_device());
   bool set_empty;
   {
-    vb::MutexLock l(state->mu());
-    auto& m = state->set().members;
-    m.erase(std::remove(m.begin(), m.end(), state), m.end());
-    set_empty = m.empty();
+    DevSet& set = state->set();
+    vb::MutexLock l(set.mu);
+    set.members.erase(std::remove(set.members.begin(), set.members.end(), state), set.members.end());
+    set_empty = set.members.empty();
   }
   std::unique_ptr<VfioPciDevice> owned;
   {
@@ -122,8 +123,10 @@ vb::Result<std::vector<hw::PciDevice*>> VfioPciDriver::AffectedByBusReset(const 
 
 void VfioPciDriver::TryBusResetLocked(VfioPciDevice& closed) {
   DevSet& set = closed.set();
+  set.mu.AssertHeld();  // the same lock as closed.mu()
   bool needs = false;
   for (VfioPciDevice* m : set.members) {
+    m->mu().AssertHeld();  // one lock for the whole set
     if (m->open_locked()) return;
     needs |= m->needs_reset_locked();
   }
@@ -134,7 +137,10 @@ void VfioPciDriver::TryBusResetLocked(VfioPciDevice& closed) {
     if (std::none_of(set.members.begin(), set.members.end(), [&](VfioPciDevice* m) { return &m->hw() == d; }))
       return;
   }
-  for (VfioPciDevice* m : set.members) m->HardResetLocked();
+  for (VfioPciDevice* m : set.members) {
+    m->mu().AssertHeld();
+    m->HardResetLocked();
+  }
 }
 
 void VfioPciDriver::Request(Device& dev, unsigned) { Get(dev).Request(); }
@@ -205,6 +211,7 @@ vb::Result<void> VfioPciDriver::PciHotReset(Device& dev, std::span<GroupFile* co
   if (groups.empty() || groups.size() > affected.size())
     return vb::Err(EINVAL, "hot reset: group count is 0 or more than the affected devices");
   vb::MutexLock l(s.mu());
+  s.set().mu.AssertHeld();  // the same lock as s.mu()
   auto& members = s.set().members;
   for (hw::PciDevice* d : affected) {
     if (std::none_of(members.begin(), members.end(), [&](VfioPciDevice* m) { return &m->hw() == d; }))
@@ -215,7 +222,10 @@ vb::Result<void> VfioPciDriver::PciHotReset(Device& dev, std::span<GroupFile* co
     if (std::none_of(groups.begin(), groups.end(), [&](GroupFile* g) { return g && g->group().id() == id; }))
       return vb::Err(EINVAL, "hot reset: a device of the set is in none of the groups passed");
   }
-  for (VfioPciDevice* m : members) m->HardResetLocked();
+  for (VfioPciDevice* m : members) {
+    m->mu().AssertHeld();  // one lock for the whole set
+    m->HardResetLocked();
+  }
   return vb::Ok();
 }
 
