@@ -44,12 +44,11 @@ class InterruptRouter::Watcher {
   std::thread thread_;
 };
 
-InterruptRouter::InterruptRouter() = default;
+InterruptRouter::InterruptRouter(hw::PciDevice& dev) : dev_(dev) {}
 InterruptRouter::~InterruptRouter() { Clear(); }
 
 void InterruptRouter::Intx(bool level) {
   vb::MutexLock l(mu_);
-  intx_line_ = level;
   if (!level || !intx_enabled_ || intx_masked_) return;
   // Auto-mask: the line stays masked until the user unmasks it.
   intx_masked_ = true;
@@ -67,10 +66,11 @@ void InterruptRouter::MsiX(uint32_t vector) {
 }
 
 void InterruptRouter::EnableIntx() {
+  const bool level = HardwareLevel();
   vb::MutexLock l(mu_);
   intx_enabled_ = true;
   intx_masked_ = virq_disabled_;
-  if (intx_line_ && !intx_masked_) {
+  if (level && !intx_masked_) {
     intx_masked_ = true;
     intx_trigger_.Signal();
   }
@@ -99,9 +99,9 @@ void InterruptRouter::MaskIntx() {
   if (intx_enabled_) intx_masked_ = true;
 }
 
-void InterruptRouter::UnmaskIntxLocked() {
+void InterruptRouter::UnmaskIntxLocked(bool level) {
   if (!intx_enabled_ || !intx_masked_ || virq_disabled_) return;
-  if (intx_line_) {
+  if (level) {
     // Still pending: deliver it again; the line stays masked until the next unmask.
     intx_trigger_.Signal();
     return;
@@ -110,8 +110,9 @@ void InterruptRouter::UnmaskIntxLocked() {
 }
 
 void InterruptRouter::UnmaskIntx() {
+  const bool level = HardwareLevel();
   vb::MutexLock l(mu_);
-  UnmaskIntxLocked();
+  UnmaskIntxLocked(level);
 }
 
 void InterruptRouter::LoopbackIntx() {
@@ -125,6 +126,7 @@ bool InterruptRouter::intx_masked() const {
 }
 
 void InterruptRouter::SetVirqDisabled(bool disabled) {
+  const bool level = HardwareLevel();
   vb::MutexLock l(mu_);
   if (disabled == virq_disabled_) return;
   if (disabled) {
@@ -132,7 +134,7 @@ void InterruptRouter::SetVirqDisabled(bool disabled) {
     if (intx_enabled_) intx_masked_ = true;
   } else {
     virq_disabled_ = false;
-    UnmaskIntxLocked();
+    UnmaskIntxLocked(level);
   }
 }
 

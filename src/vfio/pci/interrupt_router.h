@@ -6,7 +6,8 @@
 // INTx is level-triggered and auto-masked: an assertion while unmasked signals the trigger and
 // masks; while masked the line simply stays high (pending) and the next unmask signals again.
 // The masking is done here, virtually, not with the device's INTx-disable bit, so the sink never
-// has to call back into the device (the device's own command register stays as the user set it).
+// has to call back into the device (the device's own command register stays as the user set it);
+// unmasking reads the device's current level (without holding mu_).
 // An optional unmask eventfd (Linux virqfd, KVM's resample fd) is watched by a small thread that
 // unmasks when it is signalled.
 //
@@ -23,6 +24,7 @@
 
 #include "base/mutex.h"
 #include "hw/interrupt_sink.h"
+#include "hw/pci_device.h"
 #include "vfio/pci/eventfd.h"
 
 namespace vfio::pci {
@@ -31,7 +33,9 @@ enum class MsiKind : uint8_t { kMsi, kMsix };
 
 class InterruptRouter final : public hw::InterruptSink {
  public:
-  InterruptRouter();
+  // `dev` is asked for its INTx level when unmasking (as the kernel checks the hardware's
+  // interrupt status), since the level changes reported to the sink may still be in flight.
+  explicit InterruptRouter(hw::PciDevice& dev);
   ~InterruptRouter() override;
   InterruptRouter(const InterruptRouter&) = delete;
   InterruptRouter& operator=(const InterruptRouter&) = delete;
@@ -77,13 +81,16 @@ class InterruptRouter final : public hw::InterruptSink {
 
  private:
   class Watcher;
-  void UnmaskIntxLocked() REQUIRES(mu_);
+  // `level`: the device's INTx line, read before taking mu_ (the device lock ranks outside it).
+  void UnmaskIntxLocked(bool level) REQUIRES(mu_);
+  bool HardwareLevel() const EXCLUDES(mu_) { return dev_.interrupt_counters().intx_level; }
+
+  hw::PciDevice& dev_;
   std::vector<EventFd>& VectorsLocked(MsiKind kind) REQUIRES(mu_) { return kind == MsiKind::kMsi ? msi_ : msix_; }
 
   mutable vb::Mutex mu_{vb::LockRank::kIrq};  // guards everything below
   bool intx_enabled_ GUARDED_BY(mu_) = false;
   bool intx_masked_ GUARDED_BY(mu_) = false;
-  bool intx_line_ GUARDED_BY(mu_) = false;   // the device's effective INTx level, as last told
   bool virq_disabled_ GUARDED_BY(mu_) = false;
   EventFd intx_trigger_ GUARDED_BY(mu_);
   std::vector<EventFd> msi_ GUARDED_BY(mu_);

@@ -44,7 +44,7 @@ uint32_t CeilLog2(uint32_t n) {
 }  // namespace
 
 VfioPciDevice::VfioPciDevice(hw::PciDevice& hw, vb::RefPtr<DevSet> set, const VfioPciOptions& options)
-    : hw_(&hw), set_(std::move(set)), options_(options) {}
+    : hw_(&hw), set_(std::move(set)), options_(options), router_(hw) {}
 
 VfioPciDevice::~VfioPciDevice() = default;
 
@@ -152,7 +152,6 @@ vb::Result<void> VfioPciDevice::OpenLocked() {
   saved_at_open_ = SaveHardware();
   vconfig_.Build(*hw_, saved_at_open_);
   router_.Clear();
-  router_.Intx(hw_->interrupt_counters().intx_level);
   hw_->SetInterruptSink(&router_);
   open_ = true;
   return vb::Ok();

@@ -250,3 +250,61 @@ TEST_F(VfioPciIrq, UnplugWhileOpenSignalsReqUntilClosed) {
 
 }  // namespace
 }  // namespace vfio::pci
+
+namespace vfio::pci {
+namespace {
+
+int Scaled(int n) {
+  const char* s = std::getenv("VB_STRESS_SCALE");
+  const int r = static_cast<int>(n * (s ? std::atof(s) : 1.0));
+  return r < 1 ? 1 : r;
+}
+
+TEST_F(VfioPciIrq, MessagesRacingMsixSetupNeitherDeadlockNorBreakTheNextSignal) {
+  auto o = Open(*ep0);
+  Device& d = o.dev();
+  SetCfg(d, p::kCommand, p::kCommandMemory | p::kCommandMaster, 2);
+  Efd v0;
+  std::atomic<bool> stop{false};
+  std::thread ringer([&] {
+    while (!stop.load()) ep0->SignalMsix(0);
+  });
+  for (int i = 0; i < Scaled(300); ++i) {
+    ASSERT_EQ(vb::ErrnoOf(Irqs(d, kEfdTrigger, 2, 0, 1, {v0.fd})), 0);
+    ASSERT_EQ(vb::ErrnoOf(Irqs(d, kNoneTrigger, 2, 0, 0)), 0);
+  }
+  stop = true;
+  ringer.join();
+  v0.Take();
+  ASSERT_EQ(vb::ErrnoOf(Irqs(d, kEfdTrigger, 2, 0, 1, {v0.fd})), 0);
+  ep0->SignalMsix(0);
+  EXPECT_EQ(v0.Take(), 1u);
+}
+
+TEST_F(VfioPciIrq, IntxLineRacingUnmasksEndsInTheRightState) {
+  auto o = Open(*ep0);
+  Device& d = o.dev();
+  Efd trig;
+  ASSERT_EQ(vb::ErrnoOf(Irqs(d, kEfdTrigger, 0, 0, 1, {trig.fd})), 0);
+  std::atomic<bool> stop{false};
+  std::thread toggler([&] {
+    while (!stop.load()) {
+      ep0->RaiseIntx();
+      ep0->LowerIntx();
+    }
+  });
+  for (int i = 0; i < Scaled(2000); ++i) ASSERT_EQ(vb::ErrnoOf(Irqs(d, kNoneUnmask, 0, 0, 1)), 0);
+  stop = true;
+  toggler.join();
+  // Line low now: one unmask clears the mask, the next assertion signals exactly once.
+  ASSERT_EQ(vb::ErrnoOf(Irqs(d, kNoneUnmask, 0, 0, 1)), 0);
+  trig.Take();
+  EXPECT_FALSE(driver.StateOf(*ep0)->router().intx_masked());
+  ep0->RaiseIntx();
+  EXPECT_EQ(trig.Take(), 1u);
+  ep0->RaiseIntx();  // already high: no new edge
+  EXPECT_EQ(trig.Take(), 0u);
+}
+
+}  // namespace
+}  // namespace vfio::pci

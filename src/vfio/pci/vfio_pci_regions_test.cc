@@ -306,3 +306,33 @@ TEST_F(VfioPciRegions, MmapOfMappableBarSharesTheDeviceMemory) {
 
 }  // namespace
 }  // namespace vfio::pci
+
+namespace vfio::pci {
+namespace {
+
+TEST(VirtualConfigTest, ExtendedChainShowsAcsWithVirtualHeaders) {
+  auto dev = iommu::testtopo::MakePci("05:00.0", iommu::testtopo::Endpoint().Acs());
+  ASSERT_TRUE(dev->acs_offset().has_value());
+  VirtualConfig vc;
+  std::vector<uint8_t> phys = dev->ConfigSnapshot();
+  vc.Build(*dev, phys);
+  ASSERT_EQ(vc.size(), 4096u);
+  const uint16_t acs = *dev->acs_offset();
+  // Walk the extended chain as lspci does.
+  std::vector<uint16_t> ids;
+  for (uint32_t pos = 0x100; pos; pos = hw::pci::ExtCapNext(vc.Merge(pos, 4, dev->ConfigRead(pos, 4).value()))) {
+    const uint32_t h = vc.Merge(pos, 4, dev->ConfigRead(pos, 4).value());
+    ids.push_back(hw::pci::ExtCapId(h));
+    ASSERT_LT(ids.size(), 8u);
+  }
+  EXPECT_EQ(ids.front(), acs == 0x100 ? hw::pci::kExtCapIdAcs : 0);
+  EXPECT_EQ(ids.back(), hw::pci::kExtCapIdAcs);
+  // Its control register is read-only to the user.
+  EXPECT_EQ(vc.ApplyWrite(acs + hw::pci::kAcsCtrl, 2, 0), 0u);
+  // The standard chain: the PCIe capability alone.
+  EXPECT_EQ(vc.visible_caps().size(), 1u);
+  EXPECT_EQ(vc.visible_caps()[0].first, hw::pci::kCapIdExp);
+}
+
+}  // namespace
+}  // namespace vfio::pci
