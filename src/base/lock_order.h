@@ -18,6 +18,7 @@ enum class LockRank : uint16_t {
   kVfioGroupRegistry = 10,  // vfio: global list of vfio groups (find-or-create, final unlink)
   kVfioGroup = 20,          // vfio: one group's container pointer, open file, container users
   kVfioDeviceSet = 25,      // vfio: open counts and reset of a device set
+  kVfioPciDevSet = 27,      // vfio-pci: a device set's members' open state, virtual config, IRQ setup
   kVfioContainer = 30,      // vfio: a container's group list and its backend pointer
   kVfioDeviceList = 40,     // vfio: one group's list of registered vfio devices
   kBackend = 50,            // type1: dma extents, domains, iova list, counters

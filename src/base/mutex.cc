@@ -13,6 +13,7 @@ const char* LockRankName(LockRank rank) {
     case LockRank::kVfioGroupRegistry: return "vfio-group-registry";
     case LockRank::kVfioGroup: return "vfio-group";
     case LockRank::kVfioDeviceSet: return "vfio-device-set";
+    case LockRank::kVfioPciDevSet: return "vfio-pci-dev-set";
     case LockRank::kVfioContainer: return "vfio-container";
     case LockRank::kVfioDeviceList: return "vfio-device-list";
     case LockRank::kBackend: return "backend";

@@ -4,6 +4,7 @@
 #include "devices/test_endpoint.h"
 #include "hw/pci_functions.h"
 #include "hw/pci_regs.h"
+#include "vfio/pci/vfio_pci_driver.h"
 
 namespace topology {
 namespace {
@@ -83,8 +84,7 @@ bool System::Build(std::string* error) {
   vfio_ = std::make_unique<vfio::Vfio>(*iommu_core_);
   vfio_->RegisterBackend(type1_);
   vfio_platform_ = std::make_unique<vfio::BasicDriver>(*vfio_);
-  // TODO(vfio-pci merge): the vfio-pci driver replaces this.
-  vfio_pci_ = std::make_unique<vfio::BasicDriver>(*vfio_);
+  vfio_pci_ = std::make_unique<vfio::pci::VfioPciDriver>(*vfio_);
 
   for (const PciSpec& d : spec_.pci)
     iommu_core_->AssignDevice(d.address.ToString(), *iommu_core_->FindIommu(d.iommu));

@@ -93,7 +93,9 @@ class DeviceOps {
   virtual vb::Result<RegionInfo> GetRegionInfo(Device&, uint32_t index) { return vb::Err(EINVAL, "no regions"); }
   // EINVAL: index >= num_irqs.
   virtual vb::Result<IrqInfo> GetIrqInfo(Device&, uint32_t index) { return vb::Err(EINVAL, "no irqs"); }
-  virtual vb::Result<void> SetIrqs(Device&, const SetIrqsRequest&) { return vb::Err(EINVAL, "no irqs"); }
+  // 0, or for an MSI/MSI-X enable that could allocate fewer vectors than start + count, the
+  // positive number of vectors available (the ioctl's return value; nothing was enabled).
+  virtual vb::Result<int> SetIrqs(Device&, const SetIrqsRequest&) { return vb::Err(EINVAL, "no irqs"); }
   // read()/write() on the device fd at a region offset; returns bytes done.
   virtual vb::Result<size_t> Read(Device&, void* buf, size_t count, uint64_t offset) { return vb::Err(EINVAL, "no read"); }
   virtual vb::Result<size_t> Write(Device&, const void* buf, size_t count, uint64_t offset) { return vb::Err(EINVAL, "no write"); }

@@ -1,0 +1,43 @@
+#include "vfio/pci/eventfd.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "base/fail_point.h"
+
+namespace vfio::pci {
+
+vb::Result<EventFd> EventFd::FromUserFd(int fd) {
+  if (fd < 0 || fcntl(fd, F_GETFD) < 0) return vb::Err(EBADF, "eventfd: not an open fd");
+  // An eventfd is an anonymous inode named "[eventfd]"; that is how the kernel's own fdinfo tells.
+  char path[64];
+  char target[64] = {};
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  const ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n <= 0 || std::strcmp(target, "anon_inode:[eventfd]") != 0) return vb::Err(EINVAL, "eventfd: not an eventfd");
+  if (VB_FAIL_POINT("vfio_pci.eventfd_dup")) return vb::Err(ENOMEM, "eventfd: dup failed");
+  EventFd e;
+  e.fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (e.fd_ < 0) return vb::Err(errno == EMFILE ? EMFILE : ENOMEM, "eventfd: dup failed");
+  return e;
+}
+
+void EventFd::Signal() const {
+  if (fd_ < 0) return;
+  const uint64_t one = 1;
+  // An eventfd write only fails when the counter would overflow; the kernel's eventfd_signal
+  // saturates in that case, and so do we (the reader sees a pending count either way).
+  ssize_t r = write(fd_, &one, sizeof one);
+  (void)r;
+}
+
+void EventFd::Reset() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+}  // namespace vfio::pci

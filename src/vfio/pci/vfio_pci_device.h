@@ -1,0 +1,125 @@
+// vfio::pci::VfioPciDevice: vfio-pci's state for one bound PCI function (Linux: struct
+// vfio_pci_core_device): whether it is open, whether a function reset works, the virtual config
+// space, the interrupt mode and the router that turns the device's interrupts into eventfd
+// signals, and the hardware state saved at open. It implements the typed device-fd operations;
+// the driver (VfioPciDriver) finds it, takes its device set's lock and calls in.
+//
+// Owned by the driver from probe until remove. Locks: every mutable field is guarded by the
+// device set's lock (mu(), kVfioPciDevSet); the InterruptRouter has its own (kIrq) and is the
+// only part the device's interrupt delivery touches. Calls into the hw device (kDeviceState)
+// are made with the set lock held.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "base/ref_counted.h"
+#include "base/result.h"
+#include "hw/pci_device.h"
+#include "vfio/device.h"
+#include "vfio/device_ops.h"
+#include "vfio/pci/dev_set.h"
+#include "vfio/pci/interrupt_router.h"
+#include "vfio/pci/virtual_config.h"
+
+namespace vfio::pci {
+
+// VFIO_PCI_* region and IRQ indexes (<linux/vfio.h>).
+inline constexpr uint32_t kRegionBar0 = 0;
+inline constexpr uint32_t kRegionRom = 6;
+inline constexpr uint32_t kRegionConfig = 7;
+inline constexpr uint32_t kRegionVga = 8;
+inline constexpr uint32_t kNumRegions = 9;
+inline constexpr uint32_t kIrqIntx = 0, kIrqMsi = 1, kIrqMsix = 2, kIrqErr = 3, kIrqReq = 4;
+inline constexpr uint32_t kNumIrqs = 5;
+inline constexpr int kOffsetShift = 40;
+inline constexpr uint64_t RegionOffset(uint32_t index) { return uint64_t{index} << kOffsetShift; }
+
+struct VfioPciOptions {
+  // Interrupt vectors the platform can give one device for MSI/MSI-X (0: as many as asked).
+  // With fewer, an enable answers the positive number available (§6.7).
+  uint32_t max_vectors = 0;
+};
+
+class VfioPciDevice {
+ public:
+  VfioPciDevice(hw::PciDevice& hw, vb::RefPtr<DevSet> set, const VfioPciOptions& options);
+  ~VfioPciDevice();
+  VfioPciDevice(const VfioPciDevice&) = delete;
+  VfioPciDevice& operator=(const VfioPciDevice&) = delete;
+
+  hw::PciDevice& hw() const { return *hw_; }
+  DevSet& set() const { return *set_; }
+  vb::Mutex& mu() const RETURN_CAPABILITY(set_->mu) { return set_->mu; }
+  InterruptRouter& router() { return router_; }
+  // The registered VFIO device (set by the driver after registration).
+  void set_vfio_device(vb::RefPtr<Device> d) { vdev_ = std::move(d); }
+  Device* vfio_device() const { return vdev_.get(); }
+
+  // ---- open / close (§6.2) ----
+  vb::Result<void> OpenLocked() REQUIRES(set_->mu);
+  void CloseLocked() REQUIRES(set_->mu);
+  bool open_locked() const REQUIRES(set_->mu) { return open_; }
+  bool needs_reset_locked() const REQUIRES(set_->mu) { return needs_reset_; }
+
+  // ---- device fd ----
+  DeviceInfo GetInfoLocked() const REQUIRES(set_->mu);
+  vb::Result<RegionInfo> GetRegionInfo(uint32_t index) const;
+  vb::Result<IrqInfo> GetIrqInfo(uint32_t index) const;
+  vb::Result<int> SetIrqsLocked(const SetIrqsRequest& req) REQUIRES(set_->mu);
+  vb::Result<size_t> ReadLocked(void* buf, size_t count, uint64_t offset) REQUIRES(set_->mu);
+  vb::Result<size_t> WriteLocked(const void* buf, size_t count, uint64_t offset) REQUIRES(set_->mu);
+  vb::Result<MmapTarget> Mmap(uint64_t offset, uint64_t length) const;
+  vb::Result<void> ResetLocked() REQUIRES(set_->mu);
+
+  // A reset of the function by any method (FLR, PM, bus), with the hardware state saved and
+  // restored around it as the PCI core does; the interrupt setup survives. Clears needs_reset.
+  void HardResetLocked() REQUIRES(set_->mu);
+  // Whether some function-level reset method exists (FLR, PM reset, or a bus reset that hits
+  // only this function).
+  bool ResetMethodAvailable() const;
+  // Unregistration request: signal the REQ eventfd.
+  void Request() { router_.SignalReq(); }
+  // Mmappable BAR: memory (not I/O), backed by shared memory, at least a page.
+  bool BarMmappable(int bar) const;
+
+ private:
+  enum class IrqMode : uint8_t { kNone, kIntx, kMsi, kMsix };
+
+  // Hardware config state saved/restored around resets (Linux pci_save_state/pci_restore_state).
+  std::vector<uint8_t> SaveHardware() const;
+  void RestoreHardwareLocked(const std::vector<uint8_t>& saved) REQUIRES(set_->mu);
+  void ApplyIrqHardwareLocked() REQUIRES(set_->mu);  // MSI/MSI-X enable and MSI-X entry masks
+  void SetMsixEntryMasked(uint32_t vector, bool masked);
+  void WriteHw(uint32_t off, unsigned size, uint32_t value);
+
+  vb::Result<uint32_t> ConfigReadPieceLocked(uint32_t off, unsigned size) REQUIRES(set_->mu);
+  vb::Result<void> ConfigWritePieceLocked(uint32_t off, unsigned size, uint32_t value) REQUIRES(set_->mu);
+  vb::Result<size_t> ConfigRwLocked(uint8_t* buf, size_t count, uint64_t pos, bool write) REQUIRES(set_->mu);
+  vb::Result<size_t> BarRwLocked(int bar, uint8_t* buf, size_t count, uint64_t pos, bool write) REQUIRES(set_->mu);
+
+  vb::Result<int> SetIntxLocked(const SetIrqsRequest& req) REQUIRES(set_->mu);
+  vb::Result<int> SetMsiLocked(const SetIrqsRequest& req, MsiKind kind) REQUIRES(set_->mu);
+  vb::Result<int> SetErrReqLocked(const SetIrqsRequest& req) REQUIRES(set_->mu);
+  vb::Result<int> EnableMsiLocked(MsiKind kind, uint32_t nvec) REQUIRES(set_->mu);
+  void DisableMsiLocked(MsiKind kind) REQUIRES(set_->mu);
+  vb::Result<void> SetVectorLocked(MsiKind kind, uint32_t vector, int32_t fd) REQUIRES(set_->mu);
+  void DisableIrqsLocked() REQUIRES(set_->mu);
+
+  const vb::RefPtr<hw::PciDevice> hw_;
+  const vb::RefPtr<DevSet> set_;
+  const VfioPciOptions options_;
+  vb::RefPtr<Device> vdev_;
+  InterruptRouter router_;
+
+  bool open_ GUARDED_BY(set_->mu) = false;
+  bool reset_works_ GUARDED_BY(set_->mu) = false;
+  bool needs_reset_ GUARDED_BY(set_->mu) = false;
+  VirtualConfig vconfig_ GUARDED_BY(set_->mu);
+  std::vector<uint8_t> saved_at_open_ GUARDED_BY(set_->mu);
+  IrqMode mode_ GUARDED_BY(set_->mu) = IrqMode::kNone;
+  uint32_t num_vectors_ GUARDED_BY(set_->mu) = 0;  // allocated MSI/MSI-X vectors
+};
+
+}  // namespace vfio::pci
