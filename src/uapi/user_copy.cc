@@ -103,13 +103,15 @@ CopyMode Mode() {
 // access to the (possibly wild) user address: the fault itself is the check.
 __attribute__((noinline, no_sanitize_address, no_sanitize_thread)) void CopyBytes(
     void* dst, const void* src, size_t len) {
-  auto* d = static_cast<volatile uint8_t*>(dst);
-  auto* s = static_cast<const volatile uint8_t*>(src);
-  if (((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 7) == 0) {
+  // Integer addresses: the user's may be null or wild, where pointer arithmetic is undefined.
+  uintptr_t d = reinterpret_cast<uintptr_t>(dst);
+  uintptr_t s = reinterpret_cast<uintptr_t>(src);
+  if (((d | s) & 7) == 0) {
     for (; len >= 8; len -= 8, d += 8, s += 8)
       *reinterpret_cast<volatile uint64_t*>(d) = *reinterpret_cast<const volatile uint64_t*>(s);
   }
-  for (; len > 0; --len) *d++ = *s++;
+  for (; len > 0; --len, ++d, ++s)
+    *reinterpret_cast<volatile uint8_t*>(d) = *reinterpret_cast<const volatile uint8_t*>(s);
 }
 
 int CatchingCopy(void* dst, const void* src, size_t len) {
