@@ -35,8 +35,10 @@ long VmCopy(bool write, void* local, uint64_t remote, size_t len) {
     left -= chunk;
   }
   if (left > 0) riov[n++] = iovec{reinterpret_cast<void*>(at), left};
-  long r = syscall(write ? SYS_process_vm_writev : SYS_process_vm_readv, getpid(), &liov, 1, riov,
-                   n, 0);
+  // Every variadic argument as a long: the kernel reads whole registers, and an int passed
+  // through `...` may leave the upper half undefined.
+  long r = syscall(write ? SYS_process_vm_writev : SYS_process_vm_readv, static_cast<long>(getpid()),
+                   &liov, 1L, riov, static_cast<long>(n), 0L);
   if (r < 0) return errno == ENOMEM || errno == EFAULT ? -EFAULT : -errno;
   return r;
 }
@@ -74,7 +76,21 @@ void OnFault(int sig, siginfo_t* info, void* uctx) {
   Chain(sig == SIGBUS ? g_old_bus : g_old_segv, sig, info, uctx);
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define VB_UAPI_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VB_UAPI_TSAN 1
+#endif
+#endif
+
 void InstallHandlers() {
+#ifdef VB_UAPI_TSAN
+  // TSan's own deadly-signal handling takes synchronous SIGSEGV before a user handler can recover
+  // from it: use the syscall copies in TSan builds.
+  g_handlers_ok = false;
+  return;
+#endif
   struct sigaction sa {};
   sa.sa_sigaction = &OnFault;
   sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
@@ -184,7 +200,7 @@ int StrndupUser(uint64_t user, size_t max, std::string* out) {
 bool FdIsOpen(int fd) {
   if (fd < 0) return false;
   int saved = errno;
-  long r = syscall(SYS_fcntl, fd, F_GETFD);
+  long r = syscall(SYS_fcntl, static_cast<long>(fd), static_cast<long>(F_GETFD));
   errno = saved;
   return r >= 0;
 }
