@@ -303,8 +303,10 @@ void* DeviceFileObject::Mmap(void* addr, size_t length, int prot, int flags, off
   auto target = ops().Mmap(dev(), off, len, prot);
   if (!target) return fail(target.error().errnum);
   int saved = errno;
-  long p = syscall(SYS_mmap, addr, length, prot, flags | MAP_SHARED, target->fd,
-                   static_cast<off_t>(target->fd_offset + within));
+  // Variadic arguments as longs (the kernel reads whole registers).
+  long p = syscall(SYS_mmap, addr, length, static_cast<long>(prot),
+                   static_cast<long>(flags | MAP_SHARED), static_cast<long>(target->fd),
+                   static_cast<long>(target->fd_offset + within));
   int e = errno;
   errno = saved;
   if (p == -1) return fail(e);

@@ -59,7 +59,7 @@ void Emit(Line& l) {
   if (fd < 0) return;
   l.Add("\n");
   int saved = errno;
-  (void)syscall(SYS_write, fd, l.buf, l.len);
+  (void)syscall(SYS_write, static_cast<long>(fd), l.buf, l.len);
   errno = saved;
 }
 

@@ -35,8 +35,10 @@ long VmCopy(bool write, void* local, uint64_t remote, size_t len) {
     left -= chunk;
   }
   if (left > 0) riov[n++] = iovec{reinterpret_cast<void*>(at), left};
-  long r = syscall(write ? SYS_process_vm_writev : SYS_process_vm_readv, getpid(), &liov, 1, riov,
-                   n, 0);
+  // Every variadic argument as a long: the kernel reads whole registers, and an int passed
+  // through `...` may leave the upper half undefined.
+  long r = syscall(write ? SYS_process_vm_writev : SYS_process_vm_readv, static_cast<long>(getpid()),
+                   &liov, 1L, riov, static_cast<long>(n), 0L);
   if (r < 0) return errno == ENOMEM || errno == EFAULT ? -EFAULT : -errno;
   return r;
 }
@@ -74,7 +76,21 @@ void OnFault(int sig, siginfo_t* info, void* uctx) {
   Chain(sig == SIGBUS ? g_old_bus : g_old_segv, sig, info, uctx);
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define VB_UAPI_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VB_UAPI_TSAN 1
+#endif
+#endif
+
 void InstallHandlers() {
+#ifdef VB_UAPI_TSAN
+  // TSan's own deadly-signal handling takes synchronous SIGSEGV before a user handler can recover
+  // from it: use the syscall copies in TSan builds.
+  g_handlers_ok = false;
+  return;
+#endif
   struct sigaction sa {};
   sa.sa_sigaction = &OnFault;
   sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
@@ -103,13 +119,15 @@ CopyMode Mode() {
 // access to the (possibly wild) user address: the fault itself is the check.
 __attribute__((noinline, no_sanitize_address, no_sanitize_thread)) void CopyBytes(
     void* dst, const void* src, size_t len) {
-  auto* d = static_cast<volatile uint8_t*>(dst);
-  auto* s = static_cast<const volatile uint8_t*>(src);
-  if (((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 7) == 0) {
+  // Integer addresses: the user's may be null or wild, where pointer arithmetic is undefined.
+  uintptr_t d = reinterpret_cast<uintptr_t>(dst);
+  uintptr_t s = reinterpret_cast<uintptr_t>(src);
+  if (((d | s) & 7) == 0) {
     for (; len >= 8; len -= 8, d += 8, s += 8)
       *reinterpret_cast<volatile uint64_t*>(d) = *reinterpret_cast<const volatile uint64_t*>(s);
   }
-  for (; len > 0; --len) *d++ = *s++;
+  for (; len > 0; --len, ++d, ++s)
+    *reinterpret_cast<volatile uint8_t*>(d) = *reinterpret_cast<const volatile uint8_t*>(s);
 }
 
 int CatchingCopy(void* dst, const void* src, size_t len) {
@@ -182,7 +200,7 @@ int StrndupUser(uint64_t user, size_t max, std::string* out) {
 bool FdIsOpen(int fd) {
   if (fd < 0) return false;
   int saved = errno;
-  long r = syscall(SYS_fcntl, fd, F_GETFD);
+  long r = syscall(SYS_fcntl, static_cast<long>(fd), static_cast<long>(F_GETFD));
   errno = saved;
   return r >= 0;
 }
