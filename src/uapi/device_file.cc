@@ -162,7 +162,8 @@ long DeviceFileObject::SetIrqs(unsigned long arg) {
   // Several actions (or none) find no handler in the driver: ENOTTY, after the data was read.
   if (!OneBit(hdr.flags & kIrqActionMask)) return -ENOTTY;
   auto r = ops().SetIrqs(dev(), req);
-  return Errno(r);
+  // 0, or the positive count of vectors available when fewer exist than asked (nothing enabled).
+  return r.has_value() ? *r : -static_cast<long>(r.error().errnum);
 }
 
 long DeviceFileObject::GetHotResetInfo(unsigned long arg) {

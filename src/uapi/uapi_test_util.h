@@ -101,12 +101,12 @@ class FakePciDriver final : public hw::Driver, public vfio::DeviceOps {
       default: return vb::Err(EINVAL, "fake: irq index");
     }
   }
-  vb::Result<void> SetIrqs(vfio::Device&, const vfio::SetIrqsRequest& req) override {
+  vb::Result<int> SetIrqs(vfio::Device&, const vfio::SetIrqsRequest& req) override {
     last_irqs = req;
     last_bools.assign(req.bools.begin(), req.bools.end());
     last_fds.assign(req.fds.begin(), req.fds.end());
     ++set_irqs_calls;
-    return vb::Ok();
+    return 0;
   }
   vb::Result<size_t> Read(vfio::Device&, void* buf, size_t count, uint64_t offset) override {
     if ((offset >> kShift) != 7) return vb::Err(EINVAL, "fake: only config is readable");
