@@ -14,6 +14,20 @@ namespace {
 
 std::atomic<bool> g_limit_cache_on{false};
 std::atomic<uint64_t> g_cached_limit{0};  // bytes; written only under g_refresh_mu
+// Bumped by every RefreshLimit: invalidates each thread's cached CAP_IPC_LOCK answer.
+std::atomic<uint64_t> g_refresh_generation{1};
+struct CapCache {
+  uint64_t generation = 0;
+  bool has = false;
+};
+thread_local CapCache t_cap;  // capabilities are per thread
+
+// Cached mode only: CAP_IPC_LOCK of the calling thread as of the last refresh.
+bool CachedHasCapIpcLock() {
+  const uint64_t gen = g_refresh_generation.load(std::memory_order_acquire);
+  if (t_cap.generation != gen) t_cap = CapCache{gen, LockedMemory::HasCapIpcLock()};
+  return t_cap.has;
+}
 // Serializes refreshes so the last value stored is the one read last (two racing refreshes must
 // not leave the older reading in the cache).
 vb::Mutex g_refresh_mu(vb::LockRank::kLeaf);
@@ -29,6 +43,7 @@ bool LockedMemory::limit_cache() { return g_limit_cache_on.load(std::memory_orde
 
 void LockedMemory::RefreshLimit() {
   vb::MutexLock l(g_refresh_mu);
+  g_refresh_generation.fetch_add(1, std::memory_order_acq_rel);
   g_cached_limit.store(MemlockLimitBytes(), std::memory_order_release);
 }
 
@@ -70,8 +85,13 @@ vb::Result<void> LockedMemory::Charge(uint64_t bytes) {
     uint64_t next;
     bool wraps = __builtin_add_overflow(cur, npages, &next);
     if (!wraps && next > limit_pages && cached) {
-      // Never refuse on a cached limit: a limit raised behind the cache's back (prlimit from
-      // another process) must not turn into a false ENOMEM. Re-read once and decide on that.
+      // Past the cached limit a cached CAP_IPC_LOCK lets the charge through (as root over the
+      // limit: no syscall). Otherwise never refuse on cached data: a limit raised or a capability
+      // gained behind the cache's back must not turn into a false ENOMEM. Re-read and decide.
+      if (CachedHasCapIpcLock()) {
+        if (pages_.compare_exchange_weak(cur, next, std::memory_order_relaxed)) return vb::Ok();
+        continue;
+      }
       RefreshLimit();
       limit_pages = g_cached_limit.load(std::memory_order_acquire) / page;
       cached = false;

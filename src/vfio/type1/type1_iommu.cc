@@ -340,27 +340,23 @@ void Iommu::RemoveRecordsLocked(DmaTree::iterator begin, DmaTree::iterator end) 
   // and the last IOMMU-mapped one, and a domain maps nothing but records: one unmap of that span
   // per domain removes exactly their translations. It walks only the present part of the table,
   // so UNMAP ALL of 65,535 records costs one walk instead of 65,535 (docs/performance.md).
+  // One pass over the records finds the span and uncharges them (per account, in runs: records
+  // of one container almost always share one account). The backend lock is held throughout, so
+  // uncharging before the pages are unreachable is invisible to any other charge of this
+  // container; the account may briefly read low to another container's charge, as if this unmap
+  // had finished a moment earlier.
   uint64_t first = 0, last = 0;
   bool any = false;
-  for (auto it = begin; it != end; ++it) {
-    const Dma& dma = it->second;
-    if (!dma.iommu_mapped) continue;
-    if (!any) first = dma.iova;
-    last = dma.last();
-    any = true;
-  }
-  if (any) {
-    for (DomainRec& d : domains_) (void)d.domain->page_table()->UnmapDeferred(first, last - first + 1);
-  }
-  // Retire first, then one grace period per domain for the whole batch: when this returns no DMA
-  // can reach the pages (strict unmap).
-  if (domains_.empty()) vb::Epoch::Synchronize();
-  for (DomainRec& d : domains_) d.domain->page_table()->Sync();
-  // Uncharge per account in runs (records of one container almost always share one account).
   LockedMemory* run_account = nullptr;
   uint64_t run_bytes = 0;
+  const uint64_t page = LockedMemory::PageSize();
   for (auto it = begin; it != end; ++it) {
     Dma& dma = it->second;
+    if (dma.iommu_mapped) {
+      if (!any) first = dma.iova;
+      last = dma.last();
+      any = true;
+    }
     if (!dma.account || !dma.locked_bytes) continue;
     if (dma.account != run_account) {
       if (run_account) run_account->Uncharge(run_bytes);
@@ -368,11 +364,17 @@ void Iommu::RemoveRecordsLocked(DmaTree::iterator begin, DmaTree::iterator end) 
       run_bytes = 0;
     }
     // Charges are whole pages per record, so summing bytes rounded per record keeps the count.
-    const uint64_t page = LockedMemory::PageSize();
     run_bytes += vb::AlignDown(dma.locked_bytes + (page - 1), page);
     dma.locked_bytes = 0;
   }
   if (run_account) run_account->Uncharge(run_bytes);
+  if (any) {
+    for (DomainRec& d : domains_) (void)d.domain->page_table()->UnmapDeferred(first, last - first + 1);
+  }
+  // Retire first, then one grace period per domain for the whole batch: when this returns no DMA
+  // can reach the pages (strict unmap).
+  if (domains_.empty()) vb::Epoch::Synchronize();
+  for (DomainRec& d : domains_) d.domain->page_table()->Sync();
   dmas_.Remove(begin, end);
 }
 
