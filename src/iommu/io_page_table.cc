@@ -83,7 +83,9 @@ IoPageTable::IoPageTable(uint64_t pgsize_bitmap, unsigned address_bits)
 IoPageTable::~IoPageTable() {
   {
     vb::MutexLock l(mu_);
-    while (deferred_) FreeTable(std::exchange(deferred_, deferred_->next));
+    for (Table* t = deferred_.exchange(nullptr); t;) ReleaseTableLocked(std::exchange(t, t->next), true);
+    while (pool_) delete std::exchange(pool_, pool_->next);
+    pool_size_ = 0;
   }
   // The owner guarantees no reader can reach this table any more (it synchronized after
   // detaching it), so the tree goes without another grace period.
@@ -100,14 +102,33 @@ void IoPageTable::FreeTree(Table* t, int level) {
   delete t;
 }
 
-IoPageTable::Table* IoPageTable::AllocTable() {
+IoPageTable::Table* IoPageTable::AllocTableLocked() {
   if (VB_FAIL_POINT("iopt.alloc_table")) return nullptr;
+  if (Table* t = pool_) {
+    pool_ = t->next;
+    --pool_size_;
+    t->next = nullptr;
+    return t;
+  }
   return new (std::nothrow) Table();
 }
 
-void IoPageTable::FreeTable(Table* t) {
-  delete t;
-  table_count_.fetch_sub(1, std::memory_order_relaxed);
+void IoPageTable::ReleaseTableLocked(Table* t, bool counted) {
+  if (counted) table_count_.fetch_sub(1, std::memory_order_relaxed);
+  // A table leaves the tree only when empty (used == 0: every entry is zero), and a never-linked
+  // one was never written or was filled only by a split that did not happen, so pooled tables are
+  // ready for reuse. A split pool table may hold entries: zero it rather than trust it.
+  if (pool_size_ >= kPoolMax) {
+    delete t;
+    return;
+  }
+  if (t->used != 0) {
+    for (auto& e : t->e) e.store(0, std::memory_order_relaxed);
+    t->used = 0;
+  }
+  t->next = pool_;
+  pool_ = t;
+  ++pool_size_;
 }
 
 IoPageTable::Walk IoPageTable::WalkTo(uint64_t iova) const {
@@ -207,9 +228,9 @@ vb::Result<void> IoPageTable::Map(uint64_t iova, uint64_t phys, uint64_t size, u
     return vb::Err(EEXIST, "iopt.map: already mapped");
   Table* pool = nullptr;
   for (uint64_t i = 0; i < needed; ++i) {
-    Table* t = AllocTable();
+    Table* t = AllocTableLocked();
     if (!t) {
-      while (pool) delete std::exchange(pool, pool->next);
+      while (pool) ReleaseTableLocked(std::exchange(pool, pool->next), false);
       return vb::Err(ENOMEM, "iopt.map: table allocation");
     }
     t->next = pool;
@@ -290,39 +311,34 @@ void IoPageTable::ClearRangeLocked(Table* t, int level, uint64_t first, uint64_t
 
 vb::Result<uint64_t> IoPageTable::Unmap(uint64_t iova, uint64_t size) {
   Table* retired = nullptr;
-  const uint64_t unmapped = TRY(UnmapRetiring(iova, size, retired));
+  const uint64_t unmapped = TRY(UnmapRetiring(iova, size, retired, false));
   if (unmapped == 0 && !retired) return 0;
   // Outside mu_: other writers need not wait for our grace period.
   vb::Epoch::Synchronize();
-  while (retired) FreeTable(std::exchange(retired, retired->next));
+  if (retired) {
+    vb::MutexLock l(mu_);
+    while (retired) ReleaseTableLocked(std::exchange(retired, retired->next), true);
+  }
   return unmapped;
 }
 
 vb::Result<uint64_t> IoPageTable::UnmapDeferred(uint64_t iova, uint64_t size) {
   Table* retired = nullptr;
-  const uint64_t unmapped = TRY(UnmapRetiring(iova, size, retired));
-  if (retired) {
-    vb::MutexLock l(mu_);
-    while (retired) {
-      Table* t = std::exchange(retired, retired->next);
-      t->next = deferred_;
-      deferred_ = t;
-    }
-  }
-  return unmapped;
+  return UnmapRetiring(iova, size, retired, true);
 }
 
 void IoPageTable::Sync() {
+  // Take the list before the grace period: a table another UnmapDeferred retires meanwhile waits
+  // for the next Sync rather than being freed without a grace period of its own.
+  Table* retired = deferred_.exchange(nullptr, std::memory_order_acquire);
   vb::Epoch::Synchronize();
-  Table* retired;
-  {
-    vb::MutexLock l(mu_);
-    retired = std::exchange(deferred_, nullptr);
-  }
-  while (retired) FreeTable(std::exchange(retired, retired->next));
+  if (!retired) return;
+  vb::MutexLock l(mu_);
+  while (retired) ReleaseTableLocked(std::exchange(retired, retired->next), true);
 }
 
-vb::Result<uint64_t> IoPageTable::UnmapRetiring(uint64_t iova, uint64_t size, Table*& retired) {
+vb::Result<uint64_t> IoPageTable::UnmapRetiring(uint64_t iova, uint64_t size, Table*& retired,
+                                               bool defer) {
   if (size == 0) return vb::Err(EINVAL, "iopt.unmap: zero size");
   if (!vb::IsAligned(iova | size, kPage4K)) return vb::Err(EINVAL, "iopt.unmap: unaligned");
   const uint64_t last = TRY(vb::RangeLast(iova, size));
@@ -338,9 +354,9 @@ vb::Result<uint64_t> IoPageTable::UnmapRetiring(uint64_t iova, uint64_t size, Ta
   if (end_inside) SplitsNeededLocked(last + 1, blocks, needed);
   Table* pool = nullptr;
   for (int i = 0; i < needed; ++i) {
-    Table* t = AllocTable();
+    Table* t = AllocTableLocked();
     if (!t) {
-      while (pool) delete std::exchange(pool, pool->next);
+      while (pool) ReleaseTableLocked(std::exchange(pool, pool->next), false);
       return vb::Err(ENOMEM, "iopt.unmap: split table allocation");
     }
     t->next = pool;
@@ -353,6 +369,15 @@ vb::Result<uint64_t> IoPageTable::UnmapRetiring(uint64_t iova, uint64_t size, Ta
 
   ClearRangeLocked(root_, kLevels - 1, iova, last, unmapped, retired);
   if (unmapped == 0 && !retired) return 0;
+  if (defer && retired) {
+    Table* tail = retired;
+    while (tail->next) tail = tail->next;
+    tail->next = deferred_.load(std::memory_order_relaxed);
+    while (!deferred_.compare_exchange_weak(tail->next, retired, std::memory_order_release,
+                                            std::memory_order_relaxed)) {
+    }
+    retired = nullptr;
+  }
   mapped_bytes_.fetch_sub(unmapped, std::memory_order_relaxed);
   generation_.store(NextGeneration(), std::memory_order_release);
   return unmapped;

@@ -64,7 +64,8 @@ class IoPageTable final : public hw::DmaTranslation {
   // mapped there (0 if nothing). A large leaf that the range covers only partly is split first
   // into leaves of the next level down (its other parts keep translating the same way). Errors:
   // EINVAL (zero size, unaligned, wraps), ERANGE (beyond address_bits), ENOMEM (a split's table
-  // cannot be allocated; then nothing changed). Tables left empty are freed. Strict: when it
+  // cannot be allocated; then nothing changed). Tables left empty leave the tree (a few are
+  // kept zeroed for reuse, outside table_count()). Strict: when it
   // removed anything it bumps generation() and returns only after Epoch::Synchronize(), so no
   // DMA (other than one running on the calling thread) can still use a removed entry.
   vb::Result<uint64_t> Unmap(uint64_t iova, uint64_t size) EXCLUDES(mu_);
@@ -107,11 +108,16 @@ class IoPageTable final : public hw::DmaTranslation {
   struct Table;
   struct Walk;
 
-  // Removes the range under mu_ and links emptied tables onto `retired` (not yet freed).
-  vb::Result<uint64_t> UnmapRetiring(uint64_t iova, uint64_t size, Table*& retired) EXCLUDES(mu_);
+  // Removes the range under mu_ and links emptied tables onto `retired` (not yet freed), or, with
+  // `defer`, onto deferred_ (in the same critical section).
+  vb::Result<uint64_t> UnmapRetiring(uint64_t iova, uint64_t size, Table*& retired, bool defer) EXCLUDES(mu_);
 
-  static Table* AllocTable();
-  void FreeTable(Table* t);
+  // A table for the tree: from the pool of freed tables when it has one (already zeroed), else
+  // newly allocated. Null on allocation failure (fail point "iopt.alloc_table", checked first).
+  Table* AllocTableLocked() REQUIRES(mu_);
+  // Takes back a table that never entered the tree, or one unlinked and past its grace period
+  // (`counted`: it was in table_count()). Keeps up to kPoolMax for reuse, frees the rest.
+  void ReleaseTableLocked(Table* t, bool counted) REQUIRES(mu_);
   Walk WalkTo(uint64_t iova) const;
   bool UseLeaf(int level, uint64_t first, uint64_t last, uint64_t phys) const;
   bool PlanMapLocked(const Table* t, int level, uint64_t first, uint64_t last, uint64_t phys,
@@ -135,7 +141,14 @@ class IoPageTable final : public hw::DmaTranslation {
   Table* const root_;  // level 3; never freed before destruction. Tables below change under mu_.
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> dirty_tracking_{false};
-  Table* deferred_ GUARDED_BY(mu_) = nullptr;  // retired by UnmapDeferred, freed by Sync()
+  // Retired by UnmapDeferred, freed by Sync(). Pushed under mu_; Sync() takes the whole list with
+  // one exchange, without mu_, so a Sync costs one lock acquisition (to pool the tables).
+  std::atomic<Table*> deferred_{nullptr};
+  // Freed tables kept for the next Map (a 4 KiB map+unmap pair in an empty region would otherwise
+  // allocate, zero and free three tables every time). All entries are zero; not in table_count().
+  static constexpr unsigned kPoolMax = 8;
+  Table* pool_ GUARDED_BY(mu_) = nullptr;
+  unsigned pool_size_ GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> mapped_bytes_{0};
   std::atomic<uint64_t> table_count_{0};
 };

@@ -99,9 +99,10 @@ Dma DmaTree::Extract(uint64_t iova) {
 }
 
 size_t DmaTree::Remove(iterator begin, iterator end) {
-  size_t n = static_cast<size_t>(std::distance(begin, end));
+  // Counted by size, not by walking the range: a walk of 65,535 cold nodes costs milliseconds.
+  const size_t before = map_.size();
   map_.erase(begin, end);
-  return n;
+  return before - map_.size();
 }
 
 }  // namespace vfio::type1

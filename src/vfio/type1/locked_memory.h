@@ -9,8 +9,15 @@
 // against later charges made without the capability). Memory mapped twice is charged twice.
 // Unlike the kernel, mlock() by the process does not share this counter.
 //
-// Cost: one getrlimit per Charge (≈1.4 µs on the dev VM); capget only when over the limit. The
-// limit is read every time so setrlimit takes effect at once, as in the kernel.
+// Cost: one getrlimit per Charge (≈1.2 µs on the dev VM); capget only when over the limit. The
+// limit is read every time so setrlimit takes effect at once, as in the kernel. Opt-in
+// (SetLimitCache): Charge uses a cached limit, re-read by RefreshLimit() — which the preload
+// library's setrlimit/prlimit interposers call, and an embedder calls after changing the limit —
+// so a Charge costs no syscall; past the limit, each thread's CAP_IPC_LOCK is cached alike (until
+// the next refresh). A charge the cached data would refuse re-reads the limit and capability first,
+// so the cache never causes a false ENOMEM; a limit *lowered* behind its back (prlimit from
+// another process, a raw syscall) is enforced only from the next refresh or refusal
+// (docs/design/0007-user-pointer-checks.md).
 #pragma once
 
 #include <atomic>
@@ -45,6 +52,14 @@ class LockedMemory {
   // Whether the calling thread has CAP_IPC_LOCK in its effective set (capget).
   static bool HasCapIpcLock();
   static uint64_t PageSize();
+
+  // The limit cache (process-wide, off by default). Turning it on reads the limit once.
+  static void SetLimitCache(bool on);
+  static bool limit_cache();
+  // Re-reads the soft RLIMIT_MEMLOCK into the cache and forgets every thread's cached
+  // CAP_IPC_LOCK (no effect on Charge while the cache is off). Call after any setrlimit/prlimit
+  // of RLIMIT_MEMLOCK and any capset.
+  static void RefreshLimit();
 
  private:
   std::atomic<uint64_t> pages_{0};

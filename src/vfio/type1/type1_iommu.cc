@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/checked.h"
 #include "base/epoch.h"
 #include "iommu/iommu.h"
 #include "vfio/type1/flags.h"
@@ -335,17 +336,45 @@ vb::Result<void> Iommu::MapDma(const MapRequest& req) {
 
 void Iommu::RemoveRecordsLocked(DmaTree::iterator begin, DmaTree::iterator end) {
   if (begin == end) return;
-  // Retire every entry first, then one grace period per domain for the whole batch: when this
-  // returns no DMA can reach the pages (strict unmap), at the cost of one Synchronize, not one
-  // per record.
+  // The records of a batch are consecutive in the tree, so no other record lies between the first
+  // and the last IOMMU-mapped one, and a domain maps nothing but records: one unmap of that span
+  // per domain removes exactly their translations. It walks only the present part of the table,
+  // so UNMAP ALL of 65,535 records costs one walk instead of 65,535 (docs/performance.md).
+  // One pass over the records finds the span and uncharges them (per account, in runs: records
+  // of one container almost always share one account). The backend lock is held throughout, so
+  // uncharging before the pages are unreachable is invisible to any other charge of this
+  // container; the account may briefly read low to another container's charge, as if this unmap
+  // had finished a moment earlier.
+  uint64_t first = 0, last = 0;
+  bool any = false;
+  LockedMemory* run_account = nullptr;
+  uint64_t run_bytes = 0;
+  const uint64_t page = LockedMemory::PageSize();
   for (auto it = begin; it != end; ++it) {
-    const Dma& dma = it->second;
-    if (!dma.iommu_mapped) continue;
-    for (DomainRec& d : domains_) (void)d.domain->page_table()->UnmapDeferred(dma.iova, dma.size);
+    Dma& dma = it->second;
+    if (dma.iommu_mapped) {
+      if (!any) first = dma.iova;
+      last = dma.last();
+      any = true;
+    }
+    if (!dma.account || !dma.locked_bytes) continue;
+    if (dma.account != run_account) {
+      if (run_account) run_account->Uncharge(run_bytes);
+      run_account = dma.account;
+      run_bytes = 0;
+    }
+    // Charges are whole pages per record, so summing bytes rounded per record keeps the count.
+    run_bytes += vb::AlignDown(dma.locked_bytes + (page - 1), page);
+    dma.locked_bytes = 0;
   }
+  if (run_account) run_account->Uncharge(run_bytes);
+  if (any) {
+    for (DomainRec& d : domains_) (void)d.domain->page_table()->UnmapDeferred(first, last - first + 1);
+  }
+  // Retire first, then one grace period per domain for the whole batch: when this returns no DMA
+  // can reach the pages (strict unmap).
   if (domains_.empty()) vb::Epoch::Synchronize();
   for (DomainRec& d : domains_) d.domain->page_table()->Sync();
-  for (auto it = begin; it != end; ++it) UnpinLocked(it->second);
   dmas_.Remove(begin, end);
 }
 

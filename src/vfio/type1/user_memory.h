@@ -8,8 +8,15 @@
 //     permission check of a pin, without the pin: ≈1.6 µs + ≈60 ns per page (populated memory);
 //   * larger: one read + parse of /proc/self/maps, per VMA not per page: ≈28 µs for ~40 VMAs,
 //     independent of the size (1 GiB → ≈38 TB/s; MADV_POPULATE of 1 GiB was 15–20 ms = 52 GB/s).
-// The exact check therefore always costs at least one syscall; a cached VMA view would need the
-// preload layer to invalidate it on mmap/munmap/mprotect/mremap (not done here).
+// The exact check therefore always costs at least one syscall. An opt-in VMA cache
+// (SetVmaCache) answers from a parsed snapshot of /proc/self/maps tagged with a process-wide
+// generation that whoever changes the address space must bump (InvalidateVmaCache: the preload
+// library's mmap/munmap/mprotect/mremap interposers, or the embedder); a hit costs no syscall
+// (docs/design/0007-user-pointer-checks.md). Off by default: then every check is exact.
+//
+// Locks: the latest snapshot is guarded by a process-wide mutex (LockRank::kLeaf), taken only on a
+// miss; each thread keeps a reference to the snapshot it last used, so a hit takes no lock. The
+// switch and the generation are atomics.
 #pragma once
 
 #include <cstddef>
@@ -42,6 +49,19 @@ class UserMemory {
   // about whether the memory is mapped (a NULL pointer passes). Used where 6.1 answers EINVAL for
   // a bitmap "not a valid user range".
   static bool AccessOk(uint64_t addr, uint64_t size);
+
+  // The VMA cache (process-wide). While on, CheckRange decides from the cached VMA snapshot when
+  // its generation is current (no syscall, pages are not faulted in); a stale snapshot, or a range
+  // the snapshot rejects, is re-read from /proc/self/maps first, so the cache can never answer
+  // EFAULT for memory that is mapped. It can answer "mapped" for memory unmapped without a
+  // generation bump (a raw syscall, or glibc's internal mmap/munmap the preload cannot see):
+  // correct only while every address-space change is followed by InvalidateVmaCache().
+  static void SetVmaCache(bool on);
+  static bool vma_cache();
+  // Bumps the generation: the next cached check re-reads /proc/self/maps. Async-signal-safe (one
+  // atomic increment), so an interposer may call it from anywhere.
+  static void InvalidateVmaCache();
+  static uint64_t vma_generation();
 
   // copy_from_user / copy_to_user: never crash on a bad address. One process_vm_readv/writev on
   // this process (≈3.6 µs). Errors: EFAULT when any byte cannot be read / written (nothing is
