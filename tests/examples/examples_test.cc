@@ -14,7 +14,7 @@ struct Outcome {
   std::string output;
 };
 
-Outcome Run(const std::string& cmd) {
+Outcome RunCommand(const std::string& cmd) {
   Outcome o;
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   if (!p) return o;
@@ -34,7 +34,7 @@ class Examples : public ::testing::Test {
 };
 
 TEST_F(Examples, EduDmaPassesUnderVfioboxRun) {
-  Outcome o = Run(std::string(VB_VFIOBOX) + " run -- " + VB_EDU_DMA);
+  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run -- " + VB_EDU_DMA);
   EXPECT_EQ(o.status, 0) << o.output;
   EXPECT_NE(o.output.find("edu-dma: all steps passed"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("bytes verified, 2 MSIs received"), std::string::npos) << o.output;
@@ -44,7 +44,7 @@ TEST_F(Examples, EduDmaPassesUnderVfioboxRun) {
 }
 
 TEST_F(Examples, EduDmaTraceShowsTheVfioCalls) {
-  Outcome o = Run(std::string(VB_VFIOBOX) + " run --trace -- " + VB_EDU_DMA);
+  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run --trace -- " + VB_EDU_DMA);
   EXPECT_EQ(o.status, 0) << o.output;
   for (const char* call : {"VFIO_GROUP_SET_CONTAINER", "VFIO_SET_IOMMU", "VFIO_IOMMU_MAP_DMA", "VFIO_DEVICE_SET_IRQS",
                            "VFIO_IOMMU_UNMAP_DMA"})
@@ -52,7 +52,7 @@ TEST_F(Examples, EduDmaTraceShowsTheVfioCalls) {
 }
 
 TEST_F(Examples, LsvfioListsGroupsRegionsAndIrqs) {
-  Outcome o = Run(std::string(VB_VFIOBOX) + " run -- " + VB_LSVFIO);
+  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run -- " + VB_LSVFIO);
   EXPECT_EQ(o.status, 0) << o.output;
   EXPECT_NE(o.output.find("group 2 (/dev/vfio)"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("0000:01:00.0  driver vfio-pci"), std::string::npos) << o.output;
@@ -66,7 +66,7 @@ TEST_F(Examples, BadTopologyIsOneLineAndExitStatus2) {
   ASSERT_TRUE(f);
   std::fputs("{\"iommus\": [{\"name\": \"a\"}], \"pci\": [{\"bdf\": \"00:01.0\", \"type\": \"nope\"}]}", f);
   std::fclose(f);
-  Outcome o = Run(std::string(VB_VFIOBOX) + " run --topology /tmp/vfiobox-bad-topology.json -- " + VB_EDU_DMA);
+  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run --topology /tmp/vfiobox-bad-topology.json -- " + VB_EDU_DMA);
   EXPECT_EQ(o.status, 2);
   EXPECT_EQ(o.output, "vfiobox: /tmp/vfiobox-bad-topology.json: /pci/0/type: \"nope\" is not a known device type\n");
 }
