@@ -283,7 +283,10 @@ class CountingSink : public InterruptSink {
   std::atomic<uint64_t> count{0};
 };
 
-TEST(InterruptsTest, ConcurrentSignalsAreAllDeliveredOneCallAtATime) {
+// Every message is counted; messages for a vector that is already queued merge into the queued
+// one (the queue stays bounded however fast the device fires), and at least one per vector
+// reaches the sink, one call at a time.
+TEST(InterruptsTest, ConcurrentSignalsAreCountedAndDeliveredOneCallAtATime) {
   auto ep = MakeEndpoint();
   CountingSink sink;
   ep->SetInterruptSink(&sink);
@@ -303,8 +306,10 @@ TEST(InterruptsTest, ConcurrentSignalsAreAllDeliveredOneCallAtATime) {
     });
   for (auto& th : threads) th.join();
   ep->SetInterruptSink(nullptr);  // waits for a delivery still in flight
-  EXPECT_EQ(sink.count.load(), 4u * per_thread);
+  EXPECT_LE(sink.count.load(), 4u * per_thread);
+  EXPECT_GE(sink.count.load(), 4u);
   EXPECT_EQ(ep->interrupt_counters().msix, 4u * per_thread);
+  for (uint32_t v = 0; v < 4; ++v) EXPECT_EQ(ep->msix_count(v), static_cast<uint64_t>(per_thread));
 }
 
 }  // namespace

@@ -405,7 +405,7 @@ void PciDevice::UpdateIntxLocked() {
   intx_line_ = line;
   counters_.intx_level = line;
   if (line) ++counters_.intx_assertions;
-  irq_queue_.push_back({IrqEvent::kIntx, line ? 1u : 0u});
+  QueueIrqLocked({IrqEvent::kIntx, line ? 1u : 0u});
 }
 
 void PciDevice::RaiseIntxLocked() {
@@ -418,16 +418,36 @@ void PciDevice::LowerIntxLocked() {
   UpdateIntxLocked();
 }
 
+// Keeps the delivery queue bounded when a device raises interrupts faster than its sink takes
+// them: a message already queued for the same vector absorbs a new one (an eventfd counter would
+// merge them anyway; the per-vector counts above still count every message), and an INTx pulse
+// queued behind the same level collapses (the sink still sees an edge and ends at the right
+// level).
+void PciDevice::QueueIrqLocked(IrqEvent e) {
+  if (e.kind == IrqEvent::kIntx) {
+    const size_t n = irq_queue_.size();
+    if (n >= 2 && irq_queue_[n - 1].kind == IrqEvent::kIntx && irq_queue_[n - 2].kind == IrqEvent::kIntx &&
+        irq_queue_[n - 2].value == e.value && irq_queue_[n - 1].value != e.value) {
+      irq_queue_.pop_back();
+      return;
+    }
+  } else {
+    for (const IrqEvent& q : irq_queue_)
+      if (q.kind == e.kind && q.value == e.value) return;
+  }
+  irq_queue_.push_back(e);
+}
+
 void PciDevice::DeliverMsiLocked(uint32_t vector) {
   ++counters_.msi;
   ++msi_counts_[vector];
-  irq_queue_.push_back({IrqEvent::kMsi, vector});
+  QueueIrqLocked({IrqEvent::kMsi, vector});
 }
 
 void PciDevice::DeliverMsixLocked(uint32_t vector) {
   ++counters_.msix;
   ++msix_counts_[vector];
-  irq_queue_.push_back({IrqEvent::kMsix, vector});
+  QueueIrqLocked({IrqEvent::kMsix, vector});
 }
 
 void PciDevice::SignalMsiLocked(uint32_t vector) {

@@ -248,6 +248,7 @@ class PciDevice : public Device {
   uint16_t CommandLocked() const REQUIRES(state_mu_) { return config_.Get16(0x04); }
   void UpdateIntxLocked() REQUIRES(state_mu_);
   void DeliverPendingLocked() REQUIRES(state_mu_);
+  void QueueIrqLocked(IrqEvent e) REQUIRES(state_mu_);
   void DeliverMsiLocked(uint32_t vector) REQUIRES(state_mu_);
   void DeliverMsixLocked(uint32_t vector) REQUIRES(state_mu_);
   void ResetMsixTableLocked() REQUIRES(state_mu_);
@@ -299,7 +300,7 @@ class PciDevice : public Device {
   std::array<uint64_t, 32> msi_counts_ GUARDED_BY(state_mu_) = {};
   std::vector<uint64_t> msix_counts_ GUARDED_BY(state_mu_);
   InterruptSink* sink_ GUARDED_BY(state_mu_) = nullptr;
-  std::vector<IrqEvent> irq_queue_ GUARDED_BY(state_mu_);
+  std::vector<IrqEvent> irq_queue_ GUARDED_BY(state_mu_);  // bounded: see QueueIrqLocked
   bool delivering_ GUARDED_BY(state_mu_) = false;
   std::thread::id deliverer_ GUARDED_BY(state_mu_);
   vb::CondVar delivered_cv_;  // signalled when a delivery round ends
