@@ -43,6 +43,7 @@
 #include "preload/path_rewriter.h"
 #include "preload/sysfs_tree.h"
 #include "uapi/fd_table.h"
+#include "uapi/trace.h"
 
 #define VB_EXPORT __attribute__((visibility("default"), used))
 // Defines the exported C symbol `sym` through a C++ function of another name, so that glibc's
@@ -261,6 +262,7 @@ bool VfioFd(int fd, std::shared_ptr<uapi::FileObject>* obj) {
   if (!t.MaybeOurs(fd)) return false;
   uapi::FdTable::Entry e = t.Lookup(fd);
   if (e.state == uapi::FdTable::State::kNotOurs) return false;
+  uapi::trace::SetCurrentFd(fd);  // so --trace lines name the fd
   *obj = std::move(e.object);
   if (!*obj) errno = EBADF;
   return true;
