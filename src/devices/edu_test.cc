@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "hw/testing/recording_sink.h"
+
 #include <future>
 #include <mutex>
 #include <numeric>
@@ -42,25 +44,8 @@ class RefusingTranslation : public hw::DmaTranslation {
   mutable std::atomic<uint64_t> last_iova{0};
 };
 
-class RecordingSink : public hw::InterruptSink {
- public:
-  void Intx(bool level) override { Push(level ? "intx:1" : "intx:0"); }
-  void Msi(uint32_t v) override { Push("msi:" + std::to_string(v)); }
-  void MsiX(uint32_t v) override { Push("msix:" + std::to_string(v)); }
-  std::vector<std::string> Take() {
-    std::lock_guard l(mu_);
-    return std::exchange(events_, {});
-  }
-
- private:
-  void Push(std::string s) {
-    std::lock_guard l(mu_);
-    events_.push_back(std::move(s));
-  }
-  std::mutex mu_;
-  std::vector<std::string> events_;
-};
-using Events = std::vector<std::string>;
+using hw::testing::Events;
+using hw::testing::RecordingSink;
 
 class EduTest : public ::testing::Test {
  protected:

@@ -1,6 +1,8 @@
 // INTx, MSI and MSI-X delivery of a PciDevice into an InterruptSink.
 #include <gtest/gtest.h>
 
+#include "hw/testing/recording_sink.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
@@ -14,26 +16,8 @@
 namespace hw {
 namespace {
 
-class RecordingSink : public InterruptSink {
- public:
-  void Intx(bool level) override { Push(level ? "intx:1" : "intx:0"); }
-  void Msi(uint32_t v) override { Push("msi:" + std::to_string(v)); }
-  void MsiX(uint32_t v) override { Push("msix:" + std::to_string(v)); }
-  std::vector<std::string> Take() {
-    std::lock_guard l(mu_);
-    return std::exchange(events_, {});
-  }
-
- private:
-  void Push(std::string s) {
-    std::lock_guard l(mu_);
-    events_.push_back(std::move(s));
-  }
-  std::mutex mu_;
-  std::vector<std::string> events_;
-};
-
-using Events = std::vector<std::string>;
+using hw::testing::Events;
+using hw::testing::RecordingSink;
 
 uint32_t Cfg(PciDevice& d, uint32_t off, unsigned size) { return d.ConfigRead(off, size).value(); }
 void SetCfg(PciDevice& d, uint32_t off, unsigned size, uint32_t v) { ASSERT_TRUE(d.ConfigWrite(off, size, v).has_value()); }

@@ -1,5 +1,7 @@
 #include "uapi/container_file.h"
 
+#include "uapi/errno_result.h"
+
 #include <linux/vfio.h>
 
 #include <cerrno>
@@ -18,10 +20,6 @@ namespace {
 
 namespace t1 = vfio::type1;
 
-template <typename T>
-long Errno(const vb::Result<T>& r) {
-  return r.has_value() ? 0 : -static_cast<long>(r.error().errnum);
-}
 
 }  // namespace
 

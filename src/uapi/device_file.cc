@@ -1,5 +1,7 @@
 #include "uapi/device_file.h"
 
+#include "uapi/errno_result.h"
+
 #include <linux/vfio.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -23,10 +25,6 @@ namespace {
 
 constexpr uint64_t kPageSize = 4096;
 
-template <typename T>
-long Errno(const vb::Result<T>& r) {
-  return r.has_value() ? 0 : -static_cast<long>(r.error().errnum);
-}
 
 constexpr uint32_t kIrqDataMask =
     VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD;

@@ -1,5 +1,7 @@
 #include "uapi/group_file.h"
 
+#include "uapi/errno_result.h"
+
 #include <fcntl.h>
 #include <linux/vfio.h>
 
@@ -19,10 +21,6 @@ namespace {
 
 constexpr size_t kPageSize = 4096;
 
-template <typename T>
-long Errno(const vb::Result<T>& r) {
-  return r.has_value() ? 0 : -static_cast<long>(r.error().errnum);
-}
 
 }  // namespace
 
