@@ -5,6 +5,8 @@
 #include <fmt/core.h>
 
 #include <limits.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,6 +171,8 @@ int Groups(topology::System& sys, bool json) {
   return 0;
 }
 
+volatile pid_t g_run_child = 0;
+
 // `vfiobox run`: runs PROGRAM with the preload library, which builds the machine inside the
 // program's process (state lives in the process) and serves /dev/vfio and /sys to it.
 int Run(const std::string& topology_file, bool trace, const std::vector<std::string>& argv) {
@@ -208,12 +212,16 @@ int Run(const std::string& topology_file, bool trace, const std::vector<std::str
   if (const char* old = std::getenv("LD_PRELOAD"); old && *old) ld += std::string(":") + old;
   setenv("LD_PRELOAD", ld.c_str(), 1);
 
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     std::perror("vfiobox run: fork");
     return 2;
   }
   if (pid == 0) {
+    // The program must not outlive `vfiobox run` (a test harness that kills us kills it too).
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -221,6 +229,11 @@ int Run(const std::string& topology_file, bool trace, const std::vector<std::str
     std::fprintf(stderr, "vfiobox run: %s: %s\n", args[0], std::strerror(errno));
     _exit(127);
   }
+  // Termination requests to us are the program's: pass them on and keep waiting for it.
+  g_run_child = pid;
+  struct sigaction forward {};
+  forward.sa_handler = [](int sig) { kill(g_run_child, sig); };
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaction(sig, &forward, nullptr);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -250,9 +263,27 @@ int main(int argc, char** argv) {
   run->add_flag("--trace", trace, "print every VFIO call, decoded, one line each");
   run->add_option("program", program, "the program and its arguments (after --)")->required();
   run->prefix_command();
-  CLI11_PARSE(app, argc, argv);
+  // Everything after the first "--" of `run` is the program's, verbatim (CLI11's prefix mode would
+  // re-order a "--" that the program itself receives).
+  int parsed_argc = argc;
+  std::vector<std::string> after_dashes;
+  if (argc > 1 && std::string_view(argv[1]) == "run") {
+    for (int i = 2; i < argc; ++i) {
+      if (std::string_view(argv[i]) == "--") {
+        parsed_argc = i;
+        after_dashes.assign(argv + i + 1, argv + argc);
+        break;
+      }
+    }
+    if (parsed_argc != argc) run->get_option("program")->required(false);
+  }
+  CLI11_PARSE(app, parsed_argc, argv);
   if (*run) {
-    for (const std::string& extra : run->remaining()) program.push_back(extra);
+    if (parsed_argc != argc) {
+      program.insert(program.end(), after_dashes.begin(), after_dashes.end());
+    } else {
+      for (const std::string& extra : run->remaining()) program.push_back(extra);
+    }
     return Run(topology_file, trace, program);
   }
 
