@@ -10,6 +10,8 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev)
 case "$preset" in
   asan|tsan|thread-safety) pkgs+=(clang-19 libclang-rt-19-dev lld-19) ;;
+  # The QEMU tests (tests/qemu): QEMU itself, and what the guest test builds its initramfs from.
+  default) pkgs+=(qemu-system-x86 busybox-static cpio xz-utils) ;;
 esac
 
 missing=()
@@ -25,3 +27,4 @@ fi
 
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset"
+if [[ $preset == default ]]; then bash scripts/guest-kernel.sh build/guest-kernel; fi

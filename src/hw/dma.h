@@ -60,4 +60,17 @@ class FaultSink {
   virtual void RecordFault(const DmaFault& fault) = 0;
 };
 
+// Sees every DMA that completed, after its bytes moved: which device, which iova range, and where
+// in host memory its first byte went (what the IOMMU translated it to). Process-wide, for tracing
+// (`vfiobox run --trace`); called on the DMA path, so it must be cheap and must not take locks
+// ranked below kLeaf. The observer must outlive every DMA that may still see it (nullptr removes
+// it; tests only, with no DMA in flight).
+class DmaObserver {
+ public:
+  virtual ~DmaObserver() = default;
+  virtual void OnDma(const std::string& device, DmaAccess access, uint64_t iova, uint64_t length,
+                     const void* first_host_byte) = 0;
+};
+void SetDmaObserver(DmaObserver* observer);
+
 }  // namespace hw

@@ -83,6 +83,16 @@ DmaTranslateResult DmaPort::TranslateCached(const View& v, uint64_t iova, uint64
   return r;
 }
 
+namespace {
+std::atomic<DmaObserver*> g_dma_observer{nullptr};
+}  // namespace
+
+void SetDmaObserver(DmaObserver* observer) { g_dma_observer.store(observer, std::memory_order_release); }
+
+void DmaPort::Observe(DmaAccess access, uint64_t iova, uint64_t len, const uint8_t* host) const {
+  if (DmaObserver* o = g_dma_observer.load(std::memory_order_acquire)) o->OnDma(owner_.name(), access, iova, len, host);
+}
+
 template <DmaAccess kAccess, typename CopyFn>
 vb::Result<void> DmaPort::Transfer(uint64_t iova, size_t len, CopyFn copy) {
   if (len == 0) return vb::Ok();
@@ -126,8 +136,10 @@ vb::Result<void> DmaPort::Transfer(uint64_t iova, size_t len, CopyFn copy) {
       copy(segs[i].host, off, segs[i].length);
       off += segs[i].length;
     }
+    Observe(kAccess, iova, len, segs[0].host);
     return vb::Ok();
   }
+  const uint8_t* first_host = nullptr;
   // Pass 2 (many segments): translate again while copying. An unmap racing this transfer may
   // retire entries between the passes (it cannot return before this section ends); the transfer
   // then stops with a fault after a partial copy, as a real device racing an unmap would.
@@ -138,8 +150,10 @@ vb::Result<void> DmaPort::Transfer(uint64_t iova, size_t len, CopyFn copy) {
       return vb::Err(EFAULT, "dma: translation fault");
     }
     copy(r.segment.host, off, r.segment.length);
+    if (off == 0) first_host = r.segment.host;
     off += r.segment.length;
   }
+  Observe(kAccess, iova, len, first_host);
   return vb::Ok();
 }
 

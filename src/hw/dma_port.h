@@ -77,6 +77,7 @@ class DmaPort {
   bool CacheLookup(const View& v, uint64_t page, DmaAccess access, uintptr_t& host_page);
   void CacheFill(const View& v, uint64_t page, DmaAccess access, uintptr_t host_page);
   void Fault(uint64_t iova, DmaAccess access, DmaFaultReason reason);
+  void Observe(DmaAccess access, uint64_t iova, uint64_t len, const uint8_t* host) const;
 
   Device& owner_;
   std::atomic<const DmaTranslation*> translation_{nullptr};

@@ -141,6 +141,43 @@ TEST_F(DmaPortTest, ReadAndWriteMoveTheBytesAcrossDiscontiguousPages) {
   port().SetTranslation(nullptr);
 }
 
+// The --trace observer sees each completed transfer once, with the host address the first byte
+// was translated to, both for few-segment and many-segment transfers, and never a faulted one.
+TEST_F(DmaPortTest, ObserverSeesCompletedTransfersWithTheirTranslatedHostAddress) {
+  struct Seen {
+    std::string device;
+    DmaAccess access;
+    uint64_t iova, length;
+    const void* host;
+  };
+  struct Recorder final : DmaObserver {
+    std::vector<Seen> seen;
+    void OnDma(const std::string& d, DmaAccess a, uint64_t iova, uint64_t len, const void* host) override {
+      seen.push_back({d, a, iova, len, host});
+    }
+  } recorder;
+  TestTranslation t;
+  for (int i = 0; i < 12; ++i) t.Map(i, host(20 - i), true, i != 11);
+  port().SetTranslation(&t);
+  SetDmaObserver(&recorder);
+  std::vector<uint8_t> buf(12 * kPage);
+  ASSERT_TRUE(port().Read(3 * kPage + 5, buf.data(), 100));
+  ASSERT_TRUE(port().Write(kPage + 9, buf.data(), 10 * kPage - 9));  // many segments: second pass
+  EXPECT_FALSE(port().Write(10 * kPage, buf.data(), 2 * kPage));   // page 11 is read-only
+  SetDmaObserver(nullptr);
+  port().SetTranslation(nullptr);
+  ASSERT_EQ(recorder.seen.size(), 2u);
+  EXPECT_EQ(recorder.seen[0].device, "test:dma0");
+  EXPECT_EQ(recorder.seen[0].access, DmaAccess::kRead);
+  EXPECT_EQ(recorder.seen[0].iova, 3 * kPage + 5);
+  EXPECT_EQ(recorder.seen[0].length, 100u);
+  EXPECT_EQ(recorder.seen[0].host, host(17) + 5);
+  EXPECT_EQ(recorder.seen[1].access, DmaAccess::kWrite);
+  EXPECT_EQ(recorder.seen[1].iova, kPage + 9);
+  EXPECT_EQ(recorder.seen[1].length, 10 * kPage - 9);
+  EXPECT_EQ(recorder.seen[1].host, host(19) + 9);
+}
+
 TEST_F(DmaPortTest, MissOnTheLastPageFaultsOnceAndWritesNothing) {
   TestTranslation t;
   t.Map(0, host(0), true, true);

@@ -3,7 +3,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "hw/dma.h"
 #include "hw/pci_regs.h"
+#include "uapi/trace.h"
 
 namespace preload {
 namespace {
@@ -21,6 +23,15 @@ std::string DriverOf(const hw::Device& d) {
 }
 
 // IORESOURCE_* flags as the kernel prints them in `resource`.
+// With --trace, every completed device DMA is one line (what the IOMMU translated it to).
+class TraceDmaObserver final : public hw::DmaObserver {
+ public:
+  void OnDma(const std::string& device, hw::DmaAccess access, uint64_t iova, uint64_t length,
+             const void* host) override {
+    uapi::trace::Dma(device.c_str(), access == hw::DmaAccess::kWrite, iova, length, host);
+  }
+};
+
 constexpr uint64_t kIoResIo = 0x100, kIoResMem = 0x200, kIoResPrefetch = 0x2000, kIoResMem64 = 0x100000,
                    kIoResSizeAlign = 0x40000;
 
@@ -55,6 +66,10 @@ SystemBackend::SystemBackend(std::unique_ptr<topology::System> system)
   // The process keeps its files until it ends (like the kernel), so the machine is never torn
   // down; the fault log is the one thing to report at exit.
   std::atexit([] { self->PrintFaultLog(); });
+  if (uapi::trace::Enabled()) {
+    static TraceDmaObserver observer;
+    hw::SetDmaObserver(&observer);
+  }
 }
 
 SystemBackend::~SystemBackend() = default;

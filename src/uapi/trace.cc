@@ -303,4 +303,12 @@ void Open(const char* path, int fd_or_err) {
   Emit(l);
 }
 
+void Dma(const char* device, bool write, uint64_t iova, uint64_t length, const void* host) {
+  if (!Enabled()) return;
+  Line l;
+  l.Add("vfio: dma %s %s iova=%#llx len=%llu host=%p", device, write ? "write" : "read",
+        static_cast<unsigned long long>(iova), static_cast<unsigned long long>(length), host);
+  Emit(l);
+}
+
 }  // namespace uapi::trace

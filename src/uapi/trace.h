@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace uapi::trace {
@@ -32,6 +33,10 @@ void ReadWrite(const char* kind, bool write, size_t count, off_t offset, long re
 void Mmap(const char* kind, size_t length, int prot, int flags, off_t offset, int err);
 // The preload library calls this after open() of a /dev/vfio node (the fd, or -errno).
 void Open(const char* path, int fd_or_err);
+// A device's completed DMA, as the IOMMU translated it:
+//   vfio: dma 0000:01:00.0 read iova=0x29e0000 len=3000 host=0x7f..
+// (the preload library installs a hw::DmaObserver that calls this when tracing is on).
+void Dma(const char* device, bool write, uint64_t iova, uint64_t length, const void* host);
 
 // The formatting behind the above (tests; no trailing newline).
 std::string RequestName(const char* kind, unsigned long request);
