@@ -181,6 +181,12 @@ void RunTestEndpoint(bool no_mmap) {
   EXPECT_NE(fresh.find("pread count=4 offset=0x20000000000 = 4"), std::string::npos) << fresh;
   EXPECT_EQ(fresh.find("pread count=4 offset=0x40 = 4") != std::string::npos, no_mmap) << fresh;
 
+  // A PCIe function: QEMU wires up error reporting (ERR) and the request IRQ (REQ) on eventfds.
+  std::string trace = q.Stderr();
+  EXPECT_GE(FindLine(trace, "VFIO_DEVICE_GET_IRQ_INFO {argsz=16, flags=0x9, index=3, count=1} = 0"), 0) << trace;
+  EXPECT_GE(FindLine(trace, "VFIO_DEVICE_SET_IRQS {argsz=24, flags=0x24, index=3, start=0, count=1"), 0);
+  EXPECT_GE(FindLine(trace, "VFIO_DEVICE_SET_IRQS {argsz=24, flags=0x24, index=4, start=0, count=1"), 0);
+
   // With mmap, QEMU maps the BAR's mmap for peer-to-peer DMA at its bus address.
   char p2p[96];
   std::snprintf(p2p, sizeof p2p, "iova=%#" PRIx64 ", size=0x10000} = 0", static_cast<uint64_t>(a0));
