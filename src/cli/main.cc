@@ -13,6 +13,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "hw/pci_device.h"
 #include "topology/system.h"
@@ -253,6 +254,20 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (*run) {
     for (const std::string& extra : run->remaining()) program.push_back(extra);
+    // CLI11 hands the "--" separator back at the end of remaining(): after the first "--" the
+    // program's argv is taken verbatim (it may contain "--" itself).
+    // (Only when that "--" comes before the program: `run PROGRAM -- x` passes "--" on.)
+    int i = 1;
+    while (i < argc && std::string_view(argv[i]) != "run") ++i;
+    for (++i; i < argc; ++i) {
+      const std::string_view a = argv[i];
+      if (a == "--") {
+        program.assign(argv + i + 1, argv + argc);
+        break;
+      }
+      if (a == "--topology") ++i;
+      else if (a != "--trace" && !a.starts_with("--topology=")) break;
+    }
     return Run(topology_file, trace, program);
   }
 
