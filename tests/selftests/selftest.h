@@ -16,7 +16,9 @@
 #ifndef VFIOBOX_SELFTEST_H
 #define VFIOBOX_SELFTEST_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
