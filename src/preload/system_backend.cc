@@ -8,10 +8,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <string_view>
 #include <cstdlib>
 
 #include "hw/pci_regs.h"
+#include "vfio/type1/locked_memory.h"
 #include "vfio/type1/pinned_pages.h"
+#include "vfio/type1/user_memory.h"
 
 namespace preload {
 namespace {
@@ -52,6 +55,12 @@ std::unique_ptr<SystemBackend> SystemBackend::Create() {
   if (!sys) {
     std::fprintf(stderr, "vfiobox: %s\n", error.c_str());
     return nullptr;
+  }
+  // The interposers report every address-space, memlock-limit and capability change, so type1's
+  // user-pointer check caches may be on (docs/design/0007); VFIOBOX_EXACT_CHECKS=1 keeps them off.
+  if (const char* exact = std::getenv("VFIOBOX_EXACT_CHECKS"); !exact || std::string_view(exact) != "1") {
+    vfio::type1::UserMemory::SetVmaCache(true);
+    vfio::type1::LockedMemory::SetLimitCache(true);
   }
   return std::unique_ptr<SystemBackend>(new SystemBackend(std::move(sys)));
 }
