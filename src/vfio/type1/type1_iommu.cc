@@ -514,6 +514,7 @@ vb::Result<void> Iommu::RetargetHost(uint64_t host, uint64_t len, uint64_t new_h
     std::vector<Relocation> pieces;
     bool changed = false;
     dma.ForEachPiece([&](uint64_t off, uint64_t size, uint64_t at, const std::shared_ptr<const void>& k) {
+      mu_.AssertHeld();
       const uint64_t at_last = at + (size - 1);
       if (k || at_last < host || at > win_last) {
         pieces.push_back(Relocation{off, size, at, k});
