@@ -7,8 +7,10 @@
 //   BM_Baseline_EmptyIoctl VFIO_GET_API_VERSION through the same path (no user copy)
 //   BM_Baseline_UserCopy   one 32-byte CopyFromUser: what every struct read or write-back of the
 //                          ioctl path costs
-// Arg 0 = fault-catching user copies (default, no syscall), 1 = process_vm_readv/writev (one
-// syscall per copy). The ioctl pair does three user copies (MAP in, UNMAP in, UNMAP out); the C++
+// Ioctl args: {copy mode, check caches}; copy mode 0 = fault-catching user copies (default, no
+// syscall), 1 = process_vm_readv/writev (one syscall per copy); caches 1 = type1's VMA and memlock
+// caches on, as the preload library runs (0007), 0 = exact checks. The C++ pair takes the caches
+// argument alone. The ioctl pair does three user copies (MAP in, UNMAP in, UNMAP out); the C++
 // pair already pays type1's vaddr check (one madvise syscall) and an epoch grace period.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
@@ -26,7 +28,9 @@
 #include "uapi/node_table.h"
 #include "uapi/user_copy.h"
 #include "vfio/basic_driver.h"
+#include "vfio/type1/locked_memory.h"
 #include "vfio/type1/type1_iommu.h"
+#include "vfio/type1/user_memory.h"
 #include "vfio/vfio.h"
 
 namespace {
@@ -89,11 +93,25 @@ Rig& R() {
 
 constexpr uint64_t kIova = 0x100000;
 
+// Switches type1's check caches (docs/design/0007) for one benchmark: on is what a program under
+// `vfiobox run` gets (the preload library turns them on), off is the C++ API's exact default.
+struct CheckCaches {
+  explicit CheckCaches(bool on) {
+    vfio::type1::UserMemory::SetVmaCache(on);
+    vfio::type1::LockedMemory::SetLimitCache(on);
+  }
+  ~CheckCaches() {
+    vfio::type1::UserMemory::SetVmaCache(false);
+    vfio::type1::LockedMemory::SetLimitCache(false);
+  }
+};
+
 // Arg 0: fault-catching user copies (the default); 1: process_vm_readv/writev copies.
 void BM_MapUnmap4K_Ioctl(benchmark::State& state) {
   Rig& r = R();
   const uapi::CopyMode saved = uapi::GetCopyMode();
   uapi::SetCopyMode(state.range(0) ? uapi::CopyMode::kSyscall : uapi::CopyMode::kFaultCatching);
+  CheckCaches caches(state.range(1) != 0);
   for (auto _ : state) {
     // What a program does: look its fd up (the preload library's ioctl) and pass real structs.
     auto obj = uapi::FdTable::Global().Lookup(r.container).object;
@@ -107,10 +125,12 @@ void BM_MapUnmap4K_Ioctl(benchmark::State& state) {
   }
   uapi::SetCopyMode(saved);
 }
-BENCHMARK(BM_MapUnmap4K_Ioctl)->Arg(0)->Arg(1);
+// Args: copy mode (0 fault-catching, 1 syscall), check caches (0 exact, 1 cached as under the preload).
+BENCHMARK(BM_MapUnmap4K_Ioctl)->Args({0, 0})->Args({0, 1})->Args({1, 0})->Args({1, 1});
 
 void BM_MapUnmap4K_Cxx(benchmark::State& state) {
   Rig& r = R();
+  CheckCaches caches(state.range(0) != 0);
   for (auto _ : state) {
     if (!r.iommu->MapDma({vfio::type1::kMapFlagRead | vfio::type1::kMapFlagWrite,
                           reinterpret_cast<uint64_t>(r.buf), kIova, 4096}))
@@ -119,7 +139,7 @@ void BM_MapUnmap4K_Cxx(benchmark::State& state) {
     if (!n || *n != 4096) std::abort();
   }
 }
-BENCHMARK(BM_MapUnmap4K_Cxx);
+BENCHMARK(BM_MapUnmap4K_Cxx)->Arg(0)->Arg(1);  // check caches off / on
 
 void BM_Baseline_EmptyIoctl(benchmark::State& state) {
   Rig& r = R();

@@ -21,6 +21,8 @@ enum class LockRank : uint16_t {
   kVfioPciDevSet = 27,      // vfio-pci: a device set's members' open state, virtual config, IRQ setup
   kVfioContainer = 30,      // vfio: a container's group list and its backend pointer
   kVfioDeviceList = 40,     // vfio: one group's list of registered vfio devices
+  kPinnedPages = 45,        // type1: the process's type1 instances, for keeping DMA-mapped pages
+                            // alive across munmap/mremap/madvise (taken before any backend lock)
   kBackend = 50,            // type1: dma extents, domains, iova list, counters
   kBackendDeviceList = 55,  // type1: devices that want dma-unmap notification
   kIommuRegistry = 60,      // iommu: group id allocator and device → group assignment

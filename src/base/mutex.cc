@@ -16,6 +16,7 @@ const char* LockRankName(LockRank rank) {
     case LockRank::kVfioPciDevSet: return "vfio-pci-dev-set";
     case LockRank::kVfioContainer: return "vfio-container";
     case LockRank::kVfioDeviceList: return "vfio-device-list";
+    case LockRank::kPinnedPages: return "type1-pinned-pages";
     case LockRank::kBackend: return "backend";
     case LockRank::kBackendDeviceList: return "backend-device-list";
     case LockRank::kHwBus: return "hw-bus";

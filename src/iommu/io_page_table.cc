@@ -383,6 +383,59 @@ vb::Result<uint64_t> IoPageTable::UnmapRetiring(uint64_t iova, uint64_t size, Ta
   return unmapped;
 }
 
+// ---- Retarget ----
+
+vb::Result<void> IoPageTable::Retarget(uint64_t iova, uint64_t size, uint64_t new_phys) {
+  if (size == 0) return vb::Err(EINVAL, "iopt.retarget: zero size");
+  if (!vb::IsAligned(iova | size | new_phys, kPage4K)) return vb::Err(EINVAL, "iopt.retarget: unaligned");
+  const uint64_t last = TRY(vb::RangeLast(iova, size));
+  TRY(vb::RangeLast(new_phys, size));
+  if (last >> address_bits_) return vb::Err(ERANGE, "iopt.retarget: beyond address space");
+
+  vb::MutexLock l(mu_);
+  // Upper bound of the split tables: a 2M leaf needs one, a 1G leaf one plus one per 2M part.
+  uint64_t needed = 0;
+  for (uint64_t a = iova;;) {
+    const Walk w = WalkTo(a);
+    const uint64_t span = LevelSize(w.level);
+    if (IsLeaf(w.entry) && w.level > 0) needed += w.level == 1 ? 1 : 1 + kEntries;
+    const uint64_t next = vb::AlignDown(a, span) + span;
+    if (next - 1 >= last) break;
+    a = next;
+  }
+  Table* pool = nullptr;
+  for (uint64_t i = 0; i < needed; ++i) {
+    Table* t = AllocTableLocked();
+    if (!t) {
+      while (pool) ReleaseTableLocked(std::exchange(pool, pool->next), false);
+      return vb::Err(ENOMEM, "iopt.retarget: split table allocation");
+    }
+    t->next = pool;
+    pool = t;
+  }
+  for (uint64_t a = iova;;) {
+    const Walk w = WalkTo(a);
+    const uint64_t span = LevelSize(w.level);
+    const uint64_t base = vb::AlignDown(a, span);
+    if (IsLeaf(w.entry)) {
+      const uint64_t target = new_phys + (base - iova);
+      const bool inside = base >= iova && base + (span - 1) <= last;
+      if (w.level > 0 && (!inside || !vb::IsAligned(target, span))) {
+        SplitAtLocked(base + LevelSize(w.level - 1), pool);
+        continue;  // walk the same address again, one level down
+      }
+      auto& slot = const_cast<std::atomic<uint64_t>&>(w.table->e[w.index]);
+      slot.store(target | (slot.load(std::memory_order_relaxed) & kFlagMask), std::memory_order_release);
+    }
+    if (base + (span - 1) >= last) break;
+    a = base + span;
+  }
+  while (pool) ReleaseTableLocked(std::exchange(pool, pool->next), false);
+  // Cached translations of the old addresses must walk again.
+  generation_.store(NextGeneration(), std::memory_order_release);
+  return vb::Ok();
+}
+
 // ---- Dirty tracking ----
 
 void IoPageTable::SetDirtyTracking(bool on) {

@@ -78,6 +78,16 @@ class IoPageTable final : public hw::DmaTranslation {
   // Epoch::Synchronize(), then frees the tables UnmapDeferred retired.
   void Sync() EXCLUDES(mu_);
 
+  // Points every leaf of [iova, iova+size) at [new_phys, new_phys+size), keeping its prot and
+  // dirty bits (the preload library moving DMA-mapped pages aside, ARCHITECTURE "Pinning"). Large
+  // leaves that the range covers only partly, or whose new address is not aligned to their size,
+  // are split first. Unmapped pages stay unmapped. Each entry changes with one atomic store, so a
+  // reader sees the old or the new address, never a hole; generation() is bumped, and the grace
+  // period is the caller's (Epoch::Synchronize() before the old memory goes). Errors: EINVAL
+  // (zero size, unaligned, wraps), ERANGE (beyond address_bits), ENOMEM (split tables; then
+  // nothing changed).
+  vb::Result<void> Retarget(uint64_t iova, uint64_t size, uint64_t new_phys) EXCLUDES(mu_);
+
   // Dirty tracking (the hardware A/D-bit model, as iommufd's dirty tracking): while on, a write
   // translation sets the leaf's dirty bit. ReadAndClearDirty calls fn(iova, length) for every
   // dirty run of [iova, iova+size) (a whole large leaf is one run, clipped to the range) and

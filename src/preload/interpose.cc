@@ -25,6 +25,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -44,6 +46,8 @@
 #include "preload/sysfs_tree.h"
 #include "uapi/fd_table.h"
 #include "uapi/trace.h"
+#include "vfio/type1/locked_memory.h"
+#include "vfio/type1/user_memory.h"
 
 #define VB_EXPORT __attribute__((visibility("default"), used))
 // Defines the exported C symbol `sym` through a C++ function of another name, so that glibc's
@@ -594,6 +598,23 @@ int CloseRange(unsigned first, unsigned last, int flags) {
   return Ret(uapi::FdTable::Global().CloseRange(first, last, flags));
 }
 
+// type1's user-pointer check caches (docs/design/0007): a successful call that may change the
+// address space bumps the VMA-cache generation (one atomic increment).
+int AddressSpaceChanged(int r) {
+  if (r == 0) vfio::type1::UserMemory::InvalidateVmaCache();
+  return r;
+}
+void* AddressSpaceChanged(void* r) {
+  if (r != MAP_FAILED) vfio::type1::UserMemory::InvalidateVmaCache();
+  return r;
+}
+// madvise: every advice but the ones that only fault pages in (type1's own exact check uses
+// MADV_POPULATE_*, which must not throw its cache away).
+int AdviceDone(int advice, int r) {
+  if (advice == MADV_WILLNEED || advice == 22 /* MADV_POPULATE_READ */ || advice == 23 /* _WRITE */) return r;
+  return AddressSpaceChanged(r);
+}
+
 __attribute__((constructor)) void PreloadInit() {
   pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild);
   uapi::FdTable::Global();  // registers the table's own fork handlers
@@ -877,14 +898,14 @@ INTERPOSE(ssize_t, pwrite64, (int fd, const void* buf, size_t n, off64_t off)) {
 }
 
 INTERPOSE(void*, mmap, (void* addr, size_t len, int prot, int flags, int fd, off_t off)) {
-  return Mmap(addr, len, prot, flags, fd, off);
+  return AddressSpaceChanged(Mmap(addr, len, prot, flags, fd, off));
 }
 INTERPOSE(void*, mmap64, (void* addr, size_t len, int prot, int flags, int fd, off64_t off)) {
-  return Mmap(addr, len, prot, flags, fd, off);
+  return AddressSpaceChanged(Mmap(addr, len, prot, flags, fd, off));
 }
 INTERPOSE(int, munmap, (void* addr, size_t len)) {
-  if (MemoryHooksOn()) return g_backend->Munmap(addr, len, RealMemory());
-  return REAL(munmap)(addr, len);
+  if (MemoryHooksOn()) return AddressSpaceChanged(g_backend->Munmap(addr, len, RealMemory()));
+  return AddressSpaceChanged(REAL(munmap)(addr, len));
 }
 INTERPOSE(void*, mremap, (void* old_addr, size_t old_size, size_t new_size, int flags, ...)) {
   void* new_addr = nullptr;
@@ -895,12 +916,12 @@ INTERPOSE(void*, mremap, (void* old_addr, size_t old_size, size_t new_size, int 
     va_end(ap);
   }
   if (MemoryHooksOn())
-    return g_backend->Mremap(old_addr, old_size, new_size, flags, new_addr, RealMemory());
-  return REAL(mremap)(old_addr, old_size, new_size, flags, new_addr);
+    return AddressSpaceChanged(g_backend->Mremap(old_addr, old_size, new_size, flags, new_addr, RealMemory()));
+  return AddressSpaceChanged(REAL(mremap)(old_addr, old_size, new_size, flags, new_addr));
 }
 INTERPOSE(int, madvise, (void* addr, size_t len, int advice)) {
-  if (MemoryHooksOn()) return g_backend->Madvise(addr, len, advice, RealMemory());
-  return REAL(madvise)(addr, len, advice);
+  if (MemoryHooksOn()) return AdviceDone(advice, g_backend->Madvise(addr, len, advice, RealMemory()));
+  return AdviceDone(advice, REAL(madvise)(addr, len, advice));
 }
 
 INTERPOSE(int, close, (int fd)) { return Close(fd); }
@@ -928,4 +949,51 @@ INTERPOSE(int, fcntl64, (int fd, int cmd, ...)) {
   void* arg = va_arg(ap, void*);
   va_end(ap);
   return Fcntl(fd, cmd, arg, true);
+}
+
+// ---------------------------------------------------------------- check caches (design 0007)
+// The rest of the calls that change the address space, the memlock limit or the capabilities, so
+// that type1's caches (switched on by SystemBackend) stay right. The real calls are the kernel's.
+INTERPOSE(int, mprotect, (void* addr, size_t len, int prot)) {
+  return AddressSpaceChanged(static_cast<int>(syscall(SYS_mprotect, addr, len, prot)));
+}
+INTERPOSE(int, pkey_mprotect, (void* addr, size_t len, int prot, int pkey)) {
+  return AddressSpaceChanged(static_cast<int>(syscall(SYS_pkey_mprotect, addr, len, prot, pkey)));
+}
+INTERPOSE(int, brk, (void* addr)) { return AddressSpaceChanged(REAL(brk)(addr)); }
+INTERPOSE(void*, sbrk, (intptr_t increment)) {
+  void* r = REAL(sbrk)(increment);
+  if (r != reinterpret_cast<void*>(-1) && increment != 0) vfio::type1::UserMemory::InvalidateVmaCache();
+  return r;
+}
+INTERPOSE(void*, shmat, (int id, const void* addr, int flags)) {
+  void* r = REAL(shmat)(id, addr, flags);
+  if (r != reinterpret_cast<void*>(-1)) vfio::type1::UserMemory::InvalidateVmaCache();
+  return r;
+}
+INTERPOSE(int, shmdt, (const void* addr)) { return AddressSpaceChanged(REAL(shmdt)(addr)); }
+
+static int LimitDone(pid_t pid, int resource, int r) {
+  if (r == 0 && resource == RLIMIT_MEMLOCK && (pid == 0 || pid == getpid()))
+    vfio::type1::LockedMemory::RefreshLimit();
+  return r;
+}
+INTERPOSE(int, setrlimit, (int resource, const struct rlimit* rl)) {
+  return LimitDone(0, resource, static_cast<int>(syscall(SYS_prlimit64, 0, resource, rl, nullptr)));
+}
+INTERPOSE(int, setrlimit64, (int resource, const struct rlimit* rl)) {
+  return LimitDone(0, resource, static_cast<int>(syscall(SYS_prlimit64, 0, resource, rl, nullptr)));
+}
+INTERPOSE(int, prlimit, (pid_t pid, int resource, const struct rlimit* rl, struct rlimit* old)) {
+  const int r = static_cast<int>(syscall(SYS_prlimit64, pid, resource, rl, old));
+  return rl ? LimitDone(pid, resource, r) : r;
+}
+INTERPOSE(int, prlimit64, (pid_t pid, int resource, const struct rlimit* rl, struct rlimit* old)) {
+  const int r = static_cast<int>(syscall(SYS_prlimit64, pid, resource, rl, old));
+  return rl ? LimitDone(pid, resource, r) : r;
+}
+INTERPOSE(int, capset, (void* header, const void* data)) {
+  const int r = static_cast<int>(syscall(SYS_capset, header, data));
+  if (r == 0) vfio::type1::LockedMemory::RefreshLimit();
+  return r;
 }

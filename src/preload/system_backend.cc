@@ -1,11 +1,22 @@
 #include "preload/system_backend.h"
 
+#include <linux/mman.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <string_view>
 #include <cstdlib>
 
 #include "hw/dma.h"
 #include "hw/pci_regs.h"
 #include "uapi/trace.h"
+#include "vfio/type1/locked_memory.h"
+#include "vfio/type1/pinned_pages.h"
+#include "vfio/type1/user_memory.h"
 
 namespace preload {
 namespace {
@@ -55,6 +66,12 @@ std::unique_ptr<SystemBackend> SystemBackend::Create() {
   if (!sys) {
     std::fprintf(stderr, "vfiobox: %s\n", error.c_str());
     return nullptr;
+  }
+  // The interposers report every address-space, memlock-limit and capability change, so type1's
+  // user-pointer check caches may be on (docs/design/0007); VFIOBOX_EXACT_CHECKS=1 keeps them off.
+  if (const char* exact = std::getenv("VFIOBOX_EXACT_CHECKS"); !exact || std::string_view(exact) != "1") {
+    vfio::type1::UserMemory::SetVmaCache(true);
+    vfio::type1::LockedMemory::SetLimitCache(true);
   }
   return std::unique_ptr<SystemBackend>(new SystemBackend(std::move(sys)));
 }
@@ -198,6 +215,63 @@ int SystemBackend::OnWrite(const SysfsWrite& w) {
     default:
       return 0;
   }
+}
+
+int SystemBackend::Munmap(void* addr, size_t length, const RealMemoryCalls& real) {
+  using vfio::type1::PinnedPages;
+  if (PinnedPages::Any()) {
+    int saved = errno;
+    (void)PinnedPages::KeepAlive(reinterpret_cast<uint64_t>(addr), length, PinnedPages::Keep::kMove);
+    errno = saved;
+  }
+  return real.munmap(addr, length);
+}
+
+void* SystemBackend::Mremap(void* old_addr, size_t old_size, size_t new_size, int flags, void* new_addr,
+                            const RealMemoryCalls& real) {
+  using vfio::type1::PinnedPages;
+  if (!PinnedPages::Any()) return real.mremap(old_addr, old_size, new_size, flags, new_addr);
+  const int saved = errno;
+  const uint64_t old = reinterpret_cast<uint64_t>(old_addr);
+  // A shrink drops the tail: its pages go aside as for munmap.
+  if (new_size < old_size && old_size != 0)
+    (void)PinnedPages::KeepAlive(old + new_size, old_size - new_size, PinnedPages::Keep::kMove);
+  errno = saved;
+  const uint64_t kept = std::min(old_size, new_size);
+  // A same-size move: leave the old range mapped (MREMAP_DONTUNMAP) until the mappings follow the
+  // pages, so a DMA racing the move never reaches an unmapped address; then unmap it as asked.
+  if ((flags & MREMAP_MAYMOVE) && !(flags & MREMAP_DONTUNMAP) && old_size == new_size && old_size != 0) {
+    void* r = real.mremap(old_addr, old_size, new_size, flags | MREMAP_DONTUNMAP, new_addr);
+    if (r != MAP_FAILED) {
+      PinnedPages::Moved(old, kept, reinterpret_cast<uint64_t>(r));
+      syscall(SYS_munmap, old_addr, old_size);
+      errno = saved;
+      return r;
+    }
+    errno = saved;  // not supported for this mapping: the plain move below
+  }
+  void* r = real.mremap(old_addr, old_size, new_size, flags, new_addr);
+  if (r != MAP_FAILED && r != old_addr && kept != 0) {
+    const int e = errno;
+    PinnedPages::Moved(old, kept, reinterpret_cast<uint64_t>(r));
+    errno = e;
+  }
+  return r;
+}
+
+int SystemBackend::Madvise(void* addr, size_t length, int advice, const RealMemoryCalls& real) {
+  using vfio::type1::PinnedPages;
+  if (PinnedPages::Any()) {
+    // The advice that drop pages. MADV_DONTNEED_LOCKED (24) is 5.18+ and absent from older headers.
+    const bool drop = advice == MADV_DONTNEED || advice == MADV_FREE || advice == 24;
+    if (drop || advice == MADV_REMOVE) {
+      int saved = errno;
+      (void)PinnedPages::KeepAlive(reinterpret_cast<uint64_t>(addr), length,
+                                   drop ? PinnedPages::Keep::kMove : PinnedPages::Keep::kCopy);
+      errno = saved;
+    }
+  }
+  return real.madvise(addr, length, advice);
 }
 
 }  // namespace preload

@@ -4,6 +4,9 @@
 // to the sysfs generator, applies sysfs control writes (bind, unbind, driver_override,
 // drivers_probe, remove) to the model, and prints the IOMMU fault log at exit when it is not empty.
 //
+// Memory hooks: munmap/mremap/madvise over DMA-mapped pages keep those pages reaching the device
+// (vfio::type1::PinnedPages), as the kernel's pinned pages do.
+//
 // Locks: mu_ (kLeaf) guards driver_overrides_ only and is never held across a call into the
 // machine. Control writes run with no preload lock held (they may block: remove waits for the
 // device's handles to close, as on Linux).
@@ -30,6 +33,13 @@ class SystemBackend final : public Backend, public SysfsControl {
   SysfsDescription Describe() override;
   SysfsControl* control() override { return this; }
   int OnWrite(const SysfsWrite& write) override;
+
+  // Pinning (ARCHITECTURE "Pinning", vfio::type1::PinnedPages): DMA-mapped pages in the range are
+  // moved aside (MADV_REMOVE: copied) before the call, and followed to an mremap's new address.
+  int Munmap(void* addr, size_t length, const RealMemoryCalls& real) override;
+  void* Mremap(void* old_addr, size_t old_size, size_t new_size, int flags, void* new_addr,
+               const RealMemoryCalls& real) override;
+  int Madvise(void* addr, size_t length, int advice, const RealMemoryCalls& real) override;
 
   topology::System& system() { return *system_; }
 

@@ -61,6 +61,15 @@ TEST_F(Examples, LsvfioListsGroupsRegionsAndIrqs) {
   EXPECT_NE(o.output.find("not viable"), std::string::npos) << o.output;  // group 4 has igb bound
 }
 
+// Regression: the "--" separator used to reach the program as a trailing argument.
+TEST_F(Examples, RunPassesTheProgramArgumentsVerbatim) {
+  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run -- /bin/echo a -- b");
+  EXPECT_EQ(o.status, 0);
+  EXPECT_EQ(o.output, "a -- b\n");
+  o = RunCommand(std::string(VB_VFIOBOX) + " run --trace -- /bin/echo x");
+  EXPECT_EQ(o.output, "x\n");
+}
+
 TEST_F(Examples, BadTopologyIsOneLineAndExitStatus2) {
   FILE* f = std::fopen("/tmp/vfiobox-bad-topology.json", "w");
   ASSERT_TRUE(f);

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <ranges>
+#include <vector>
 
 #include "base/result.h"
 #include "vfio/type1/dirty_bitmap.h"
@@ -22,6 +23,17 @@
 namespace vfio::type1 {
 
 class LockedMemory;
+
+// Part of a mapping whose pages no longer sit at `pinned + offset` (ARCHITECTURE "Pinning"):
+// the preload library moved them aside before the program unmapped or discarded them (`keep`
+// holds that aside memory and frees it when the last record using it goes), or followed them to
+// where the program's mremap put them (`keep` null: the pages are the program's again, at `host`).
+struct Relocation {
+  uint64_t offset = 0;  // from iova; page aligned
+  uint64_t size = 0;
+  uint64_t host = 0;
+  std::shared_ptr<const void> keep;
+};
 
 // One MAP_DMA record (the kernel's struct vfio_dma).
 struct Dma {
@@ -37,6 +49,21 @@ struct Dma {
   uint64_t locked_bytes = 0;     // what this record charged to `account`
   LockedMemory* account = nullptr;  // where locked_bytes were charged (the mapping's "mm")
   std::unique_ptr<DirtyBitmap> dirty;  // while DIRTY_PAGES tracking is on
+  std::vector<Relocation> relocated;   // sorted by offset, disjoint; usually empty
+
+  // Calls fn(offset, size, host, keep) for consecutive pieces covering [0, size): the pages the
+  // IOMMU translates iova + offset to.
+  template <typename F>
+  void ForEachPiece(F&& fn) const {
+    static const std::shared_ptr<const void> kUser;
+    uint64_t off = 0;
+    for (const Relocation& r : relocated) {
+      if (r.offset > off) fn(off, r.offset - off, pinned + off, kUser);
+      fn(r.offset, r.size, r.host, r.keep);
+      off = r.offset + r.size;
+    }
+    if (off < size) fn(off, size - off, pinned + off, kUser);
+  }
 
   uint64_t last() const { return iova + (size - 1); }  // inclusive
   bool Contains(uint64_t a) const { return a >= iova && a <= last(); }

@@ -6,6 +6,7 @@
 #include "base/epoch.h"
 #include "iommu/iommu.h"
 #include "vfio/type1/flags.h"
+#include "vfio/type1/pinned_pages.h"
 #include "vfio/type1/user_memory.h"
 
 namespace vfio::type1 {
@@ -88,9 +89,12 @@ Iommu::Iommu(bool v2, const Options& options)
       options_(options),
       account_(options.account ? *options.account : LockedMemory::ForProcess()),
       dmas_(options.dma_entry_limit),
-      pgsize_bitmap_(kAllPgsizes) {}
+      pgsize_bitmap_(kAllPgsizes) {
+  PinnedPages::Register(this);
+}
 
 Iommu::~Iommu() {
+  PinnedPages::Unregister(this);
   vb::MutexLock l(mu_);
   RemoveAllLocked();
   for (DomainRec& d : domains_) {
@@ -232,6 +236,7 @@ void Iommu::DetachGroup(iommu::Group& group) {
         for (auto& [iova_key, dma] : dmas_) {
           UnpinLocked(dma);
           dma.iommu_mapped = false;
+          dma.relocated.clear();  // re-pinned from vaddr when a domain comes back
         }
       }
     }
@@ -298,12 +303,22 @@ vb::Result<void> Iommu::ReplayLocked(iommu::Domain& domain) {
         return r;
       }
       dma.pinned = dma.vaddr;
+      dma.relocated.clear();
       dma.locked_bytes = dma.size;
       dma.account = &account_;
       dma.iommu_mapped = true;
       pinned_now.push_back(&dma);
     }
-    if (auto r = domain.Map(dma.iova, dma.pinned, dma.size, DomainProt(dma.prot)); !r.has_value()) {
+    // Piece by piece: pages the preload library moved aside stay where they are.
+    vb::Result<void> r = vb::Ok();
+    uint64_t done = 0;
+    dma.ForEachPiece([&](uint64_t off, uint64_t len, uint64_t host, const std::shared_ptr<const void>&) {
+      if (!r.has_value()) return;
+      r = domain.Map(dma.iova + off, host, len, DomainProt(dma.prot));
+      if (r.has_value()) done = off + len;
+    });
+    if (!r.has_value()) {
+      if (done) (void)domain.Unmap(dma.iova, done);
       undo();
       return r;
     }
@@ -474,6 +489,57 @@ Info Iommu::GetInfo() {
   info.dma_avail = static_cast<uint32_t>(dmas_.Available());
   info.iova_ranges.assign(iovas_.ranges().begin(), iovas_.ranges().end());
   return info;
+}
+
+void Iommu::CollectUserHostRuns(uint64_t first, uint64_t last, std::vector<vb::Interval>* out) {
+  vb::MutexLock l(mu_);
+  for (const auto& [iova_key, dma] : dmas_) {
+    if (!dma.iommu_mapped) continue;
+    dma.ForEachPiece([&](uint64_t, uint64_t len, uint64_t host, const std::shared_ptr<const void>& keep) {
+      if (keep) return;  // aside memory is never the program's
+      const uint64_t host_last = host + (len - 1);
+      if (host_last < first || host > last) return;
+      out->push_back(vb::Interval{std::max(host, first), std::min(host_last, last)});
+    });
+  }
+}
+
+vb::Result<void> Iommu::RetargetHost(uint64_t host, uint64_t len, uint64_t new_host,
+                                     std::shared_ptr<const void> keep) {
+  vb::MutexLock l(mu_);
+  const uint64_t win_last = host + (len - 1);
+  vb::Result<void> result = vb::Ok();
+  for (auto& [iova_key, dma] : dmas_) {
+    if (!dma.iommu_mapped) continue;
+    std::vector<Relocation> pieces;
+    bool changed = false;
+    dma.ForEachPiece([&](uint64_t off, uint64_t size, uint64_t at, const std::shared_ptr<const void>& k) {
+      mu_.AssertHeld();
+      const uint64_t at_last = at + (size - 1);
+      if (k || at_last < host || at > win_last) {
+        pieces.push_back(Relocation{off, size, at, k});
+        return;
+      }
+      // Split into the part before the window, the part inside it (retargeted) and the part after.
+      const uint64_t in_first = std::max(at, host), in_last = std::min(at_last, win_last);
+      if (in_first > at) pieces.push_back(Relocation{off, in_first - at, at, nullptr});
+      const uint64_t in_off = off + (in_first - at), in_len = in_last - in_first + 1;
+      const uint64_t target = new_host + (in_first - host);
+      for (DomainRec& d : domains_) {
+        iommu::IoPageTable* pt = d.domain->page_table();
+        if (!pt) continue;
+        if (auto r = pt->Retarget(dma.iova + in_off, in_len, target); !r.has_value()) result = r;
+      }
+      pieces.push_back(Relocation{in_off, in_len, target, keep});
+      if (in_last < at_last) pieces.push_back(Relocation{in_off + in_len, at_last - in_last, in_last + 1, nullptr});
+      changed = true;
+    });
+    if (!changed) continue;
+    // Pieces back at pinned + offset in the program's memory need no record.
+    std::erase_if(pieces, [&](const Relocation& p) { return !p.keep && p.host == dma.pinned + p.offset; });
+    dma.relocated = std::move(pieces);
+  }
+  return result;
 }
 
 size_t Iommu::mapping_count() const {

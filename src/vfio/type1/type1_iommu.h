@@ -10,7 +10,9 @@
 //
 // Mapped memory model: "physical" = the host address of the user's buffer at MAP time. The pages
 // must stay alive while mapped (the embedder's contract through the C++ API; the preload library
-// keeps them alive for unmodified programs).
+// keeps them alive for unmodified programs through PinnedPages, which may retarget a record's
+// pieces to aside memory: Dma::relocated). Every instance is registered with PinnedPages for its
+// lifetime.
 //
 // Locks: mu_ (kBackend) guards everything below. The container's lock is held around every call
 // (read for MAP/UNMAP/INFO/DIRTY, write for attach/detach/release).
@@ -87,6 +89,17 @@ class Iommu final : public BackendInstance {
   uint64_t pgsize_bitmap() const EXCLUDES(mu_);
   // The paging domain a group is attached to (tests); null if none.
   iommu::Domain* DomainOf(const iommu::Group& group) const EXCLUDES(mu_);
+
+  // PinnedPages hooks (pinned_pages.h; called with its lock held, never with mu_ held).
+  // Appends the host runs inside [first, last] that this container's IOMMU-mapped records
+  // translate to and that are still the program's memory (not aside memory).
+  void CollectUserHostRuns(uint64_t first, uint64_t last, std::vector<vb::Interval>* out) EXCLUDES(mu_);
+  // Points every such piece inside [host, host + len) at new_host + (piece - host), in the records
+  // and in every domain's page table; `keep` is the aside memory (null: the program's memory,
+  // after an mremap). Keeps iova, size, prot and the locked-memory charge. No grace period (the
+  // caller's). Errors: ENOMEM from a page-table split (that domain keeps the old address).
+  vb::Result<void> RetargetHost(uint64_t host, uint64_t len, uint64_t new_host, std::shared_ptr<const void> keep)
+      EXCLUDES(mu_);
 
   // Test hook: called inside ForFirstDevice with the member the domain is derived from (the IOMMU
   // group's lock held). Null to clear.
