@@ -7,10 +7,13 @@
 #include <array>
 
 #include "vfio/pci/vfio_pci_test_util.h"
+#include "vfio/testing/vfio_fixture.h"
 #include "vfio/type1/flags.h"
 
 namespace vfio::pci {
 namespace {
+
+using vfio::testing::Type1Of;
 
 namespace p = hw::pci;
 using devices::Edu;
@@ -21,17 +24,7 @@ constexpr uint32_t kEfdTrigger = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION
 constexpr uint32_t kNoneTrigger = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
 constexpr uint32_t kNoneUnmask = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
 
-class VfioPciDriverTest : public VfioPciFixture {
- protected:
-  type1::Iommu& Backend(Container& c) {
-    type1::Iommu* out = nullptr;
-    (void)c.WithBackendAs<type1::Iommu>([&](type1::Iommu& b) -> vb::Result<void> {
-      out = &b;
-      return vb::Ok();
-    });
-    return *out;
-  }
-};
+class VfioPciDriverTest : public VfioPciFixture {};
 
 // What a small edu driver does: program the engine through BAR0 and wait for the interrupt.
 struct EduDriver {
@@ -63,7 +56,7 @@ TEST_F(VfioPciDriverTest, EduDmaBothWaysCompletesOnMsiAndIntxEventfds) {
   auto* mem = static_cast<uint8_t*>(mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(mem, MAP_FAILED);
   constexpr uint64_t kIova = 0x100000;
-  ASSERT_TRUE(Backend(*o.container)
+  ASSERT_TRUE(Type1Of(*o.container)
                   .MapDma(type1::MapRequest{type1::kMapFlagRead | type1::kMapFlagWrite,
                                             reinterpret_cast<uint64_t>(mem), kIova, kLen})
                   .has_value());

@@ -33,6 +33,17 @@ inline int Scaled(int n) {
   return r < 1 ? 1 : r;
 }
 
+// The type1 backend of a container whose SET_IOMMU chose type1 (tests only: the container
+// must outlive the reference).
+inline type1::Iommu& Type1Of(Container& c) {
+  type1::Iommu* out = nullptr;
+  (void)c.WithBackendAs<type1::Iommu>([&](type1::Iommu& b) -> vb::Result<void> {
+    out = &b;
+    return vb::Ok();
+  });
+  return *out;
+}
+
 class VfioFixture : public ::testing::Test {
  protected:
   void SetUp() override {

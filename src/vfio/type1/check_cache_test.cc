@@ -16,6 +16,8 @@
 namespace vfio::type1 {
 namespace {
 
+using vfio::testing::Type1Of;
+
 using vfio::testing::VfioFixture;
 
 void* MapAnon(size_t n, int prot = PROT_READ | PROT_WRITE) {
@@ -37,14 +39,6 @@ class CachedChecks : public VfioFixture {
     LockedMemory::SetLimitCache(false);
     VfioFixture::TearDown();
   }
-  Iommu& Backend(Container& c) {
-    Iommu* out = nullptr;
-    (void)c.WithBackendAs<Iommu>([&](Iommu& b) -> vb::Result<void> {
-      out = &b;
-      return vb::Ok();
-    });
-    return *out;
-  }
   static MapRequest Rw(uint64_t iova, const void* p, uint64_t size) {
     return MapRequest{kMapFlagRead | kMapFlagWrite, Addr(p), iova, size};
   }
@@ -52,7 +46,7 @@ class CachedChecks : public VfioFixture {
 
 TEST_F(CachedChecks, MapAfterMunmapWithGenerationBumpIsEfaultAndChangesNothing) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   for (size_t size : {size_t{4096}, size_t{4} << 20}) {  // both sides of kPopulateMaxBytes
     void* p = MapAnon(size);
     ASSERT_TRUE(t1.MapDma(Rw(0x100000, p, size)).has_value()) << size;  // fills the cache
@@ -70,7 +64,7 @@ TEST_F(CachedChecks, MapAfterMunmapWithGenerationBumpIsEfaultAndChangesNothing) 
 
 TEST_F(CachedChecks, MprotectWithGenerationBumpRefusesAWritableMapping) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   void* p = MapAnon(8192);
   ASSERT_TRUE(t1.MapDma(Rw(0x200000, p, 8192)).has_value());
   ASSERT_TRUE(t1.UnmapDma(UnmapRequest{0, 0x200000, 8192}).has_value());
@@ -83,7 +77,7 @@ TEST_F(CachedChecks, MprotectWithGenerationBumpRefusesAWritableMapping) {
 
 TEST_F(CachedChecks, NewMappingUnknownToTheCacheIsAcceptedWithoutABump) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   void* warm = MapAnon(4096);
   ASSERT_TRUE(t1.MapDma(Rw(0x300000, warm, 4096)).has_value());  // snapshot taken
   // glibc-internal mmaps bypass the interposers: a miss must re-read, never answer EFAULT.
@@ -118,7 +112,7 @@ TEST_F(CachedChecks, UncachedCheckIsExactWithoutAnyBump) {
 
 TEST_F(CachedChecks, LoweredMemlockLimitBitesOnlyAfterRefresh) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   void* p = MapAnon(65536);
   const uint64_t base = LockedMemory::ForProcess().locked_bytes();
   if (LockedMemory::MemlockLimitBytes() < base + 65536) GTEST_SKIP() << "RLIMIT_MEMLOCK below 64 KiB";
@@ -142,7 +136,7 @@ TEST_F(CachedChecks, LoweredMemlockLimitBitesOnlyAfterRefresh) {
 
 TEST_F(CachedChecks, LimitRaisedBehindTheCacheIsNoFalseEnomem) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   void* p = MapAnon(65536);
   const uint64_t base = LockedMemory::ForProcess().locked_bytes();
   {
@@ -164,7 +158,7 @@ TEST_F(CachedChecks, LimitRaisedBehindTheCacheIsNoFalseEnomem) {
 TEST_F(CachedChecks, UncachedChargeSeesSetrlimitAtOnce) {
   LockedMemory::SetLimitCache(false);
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   void* p = MapAnon(65536);
   {
     testing::ScopedMemlockLimit limit(LockedMemory::ForProcess().locked_bytes() + 16384);

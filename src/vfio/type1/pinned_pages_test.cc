@@ -15,18 +15,12 @@
 namespace vfio::type1 {
 namespace {
 
+using vfio::testing::Type1Of;
+
 using vfio::testing::VfioFixture;
 
 class Pinned : public VfioFixture {
  protected:
-  Iommu& Backend(Container& c) {
-    Iommu* out = nullptr;
-    (void)c.WithBackendAs<Iommu>([&](Iommu& b) -> vb::Result<void> {
-      out = &b;
-      return vb::Ok();
-    });
-    return *out;
-  }
   hw::DmaPort& Port() { return Dev("01:00.0").dma(); }
   size_t FaultCount() { return core.IommuOf(Dev("01:00.0"))->fault_log().size(); }
   static uint8_t* Anon(size_t n) {
@@ -43,7 +37,7 @@ constexpr uint64_t kIova = 0x400000;
 
 TEST_F(Pinned, MunmapOfMappedPagesKeepsTheirBytesForTheDevice) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   const size_t n = 8 * 4096;
   uint8_t* buf = Anon(n);
   for (size_t i = 0; i < n; ++i) buf[i] = static_cast<uint8_t>(i * 7 + 3);
@@ -75,7 +69,7 @@ TEST_F(Pinned, MunmapOfMappedPagesKeepsTheirBytesForTheDevice) {
 
 TEST_F(Pinned, DiscardedPagesKeepTheirBytesForTheDeviceWhileTheProgramSeesZeros) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   const size_t n = 4 * 4096;
   uint8_t* buf = Anon(n);
   std::memset(buf, 0xa5, n);
@@ -90,7 +84,7 @@ TEST_F(Pinned, DiscardedPagesKeepTheirBytesForTheDeviceWhileTheProgramSeesZeros)
 
 TEST_F(Pinned, MovedPagesAreFollowedAndStaySharedWithTheProgram) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   const size_t n = 4 * 4096;
   uint8_t* buf = Anon(n);
   std::memset(buf, 0x3c, n);
@@ -113,7 +107,7 @@ TEST_F(Pinned, MovedPagesAreFollowedAndStaySharedWithTheProgram) {
 
 TEST_F(Pinned, CopyKeepsTheDeviceViewAndLeavesTheProgramsPagesAlone) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   const size_t n = 2 * 4096;
   uint8_t* buf = Anon(n);
   std::memset(buf, 0x42, n);
@@ -128,7 +122,7 @@ TEST_F(Pinned, CopyKeepsTheDeviceViewAndLeavesTheProgramsPagesAlone) {
 
 TEST_F(Pinned, RangesWithoutMappingsAreLeftAlone) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   uint8_t* mapped = Anon(4096);
   uint8_t* other = Anon(4096);
   mapped[0] = 1;
@@ -146,7 +140,7 @@ TEST_F(Pinned, LargeLeavesSurviveAMoveToAnUnalignedAddress) {
   // 2 MiB of 2 MiB-aligned memory mapped at a 2 MiB iova uses a large leaf; moving it by one page
   // must split the leaf rather than translate to the wrong place.
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   const size_t n = 2 << 20;
   uint8_t* raw = static_cast<uint8_t*>(mmap(nullptr, 2 * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   uint8_t* buf = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + n - 1) & ~(uintptr_t{n} - 1));

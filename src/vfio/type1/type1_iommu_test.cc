@@ -14,6 +14,8 @@
 namespace vfio::type1 {
 namespace {
 
+using vfio::testing::Type1Of;
+
 using vfio::testing::VfioFixture;
 
 // Page-aligned anonymous memory the test owns.
@@ -30,14 +32,6 @@ struct Buffer {
 
 class Type1 : public VfioFixture {
  protected:
-  Iommu& Backend(Container& c) {
-    Iommu* out = nullptr;
-    (void)c.WithBackendAs<Iommu>([&](Iommu& b) -> vb::Result<void> {
-      out = &b;
-      return vb::Ok();
-    });
-    return *out;
-  }
   MapRequest Map(uint64_t iova, const Buffer& b, uint64_t size = 0, uint32_t flags = kMapFlagRead | kMapFlagWrite) {
     return MapRequest{flags, b.addr(), iova, size ? size : b.size};
   }
@@ -47,7 +41,7 @@ class Type1 : public VfioFixture {
 
 TEST_F(Type1, DeviceDmaReachesContainerMappingAndFaultsAfterUnmap) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   Buffer buf(16384);
   ASSERT_TRUE(t1.MapDma(Map(0x100000, buf)).has_value());
   const char msg[] = "hello from the device";
@@ -75,7 +69,7 @@ TEST_F(Type1, ReadOnlyMappingIsNeverWritten) {
   auto a = AttachNew("01:00.0");
   Buffer buf(4096);
   std::memset(buf.p, 0x11, 4096);
-  ASSERT_TRUE(Backend(*a.container).MapDma(Map(0x200000, buf, 0, kMapFlagRead)).has_value());
+  ASSERT_TRUE(Type1Of(*a.container).MapDma(Map(0x200000, buf, 0, kMapFlagRead)).has_value());
   uint32_t v = 0xdeadbeef;
   EXPECT_EQ(vb::ErrnoOf(Port("01:00.0").Write(0x200000, &v, 4)), EFAULT);
   EXPECT_EQ(buf.p[0], 0x11);
@@ -88,7 +82,7 @@ TEST_F(Type1, DeviceInAnotherContainerCannotReachTheMapping) {
   auto b = AttachNew("02:00.0");
   Buffer buf(4096);
   std::memset(buf.p, 0x22, 4096);
-  ASSERT_TRUE(Backend(*a.container).MapDma(Map(0x300000, buf)).has_value());
+  ASSERT_TRUE(Type1Of(*a.container).MapDma(Map(0x300000, buf)).has_value());
   uint8_t x = 0x99;
   EXPECT_EQ(vb::ErrnoOf(Port("02:00.0").Write(0x300000, &x, 1)), EFAULT);
   EXPECT_EQ(buf.p[0], 0x22);
@@ -103,15 +97,15 @@ TEST_F(Type1, GroupsOfOneIommuShareADomainAndMappingsReplay) {
   ASSERT_TRUE(g1->SetContainer(c).has_value());
   ASSERT_TRUE(c->SetIommu(kExtType1v2).has_value());
   Buffer buf(8192);
-  ASSERT_TRUE(Backend(*c).MapDma(Map(0x400000, buf)).has_value());
+  ASSERT_TRUE(Type1Of(*c).MapDma(Map(0x400000, buf)).has_value());
   ASSERT_TRUE(g2->SetContainer(c).has_value());  // attached after the map: replayed
-  EXPECT_EQ(Backend(*c).domain_count(), 1u);
+  EXPECT_EQ(Type1Of(*c).domain_count(), 1u);
   uint32_t v = 0x12345678;
   ASSERT_TRUE(Port("02:00.1").Write(0x400000 + 8188, &v, 4).has_value());
   EXPECT_EQ(std::memcmp(buf.p + 8188, &v, 4), 0);
   // Detaching one group keeps the mappings; the last one wipes them.
   ASSERT_TRUE(g2->UnsetContainer().has_value());
-  EXPECT_EQ(Backend(*c).mapping_count(), 1u);
+  EXPECT_EQ(Type1Of(*c).mapping_count(), 1u);
   ASSERT_TRUE(g1->UnsetContainer().has_value());
   EXPECT_FALSE(c->has_backend());
   EXPECT_EQ(vb::ErrnoOf(Port("01:00.0").Write(0x400000, &v, 4)), EFAULT);
@@ -128,18 +122,18 @@ TEST_F(Type1, DomainsAreNotReusedAcrossIommuInstancesAndReplayIntoTheNewOne) {
 
   auto a = AttachNew("01:00.0");
   Buffer buf(4096);
-  ASSERT_TRUE(Backend(*a.container).MapDma(Map(0x500000, buf)).has_value());
-  EXPECT_EQ(Backend(*a.container).pgsize_bitmap() & 0x40000000u, 0x40000000u);
+  ASSERT_TRUE(Type1Of(*a.container).MapDma(Map(0x500000, buf)).has_value());
+  EXPECT_EQ(Type1Of(*a.container).pgsize_bitmap() & 0x40000000u, 0x40000000u);
   auto g3 = *vfio.OpenGroup(GroupIdOf("03:00.0"));
   ASSERT_TRUE(g3->SetContainer(a.container).has_value());
-  EXPECT_EQ(Backend(*a.container).domain_count(), 2u);
+  EXPECT_EQ(Type1Of(*a.container).domain_count(), 2u);
   // pgsize_bitmap is the AND of the domains'.
-  EXPECT_EQ(Backend(*a.container).pgsize_bitmap() & 0x40000000u, 0u);
+  EXPECT_EQ(Type1Of(*a.container).pgsize_bitmap() & 0x40000000u, 0u);
   uint16_t v = 0xbeef;
   ASSERT_TRUE(Port("03:00.0").Write(0x500000, &v, 2).has_value());
   EXPECT_EQ(std::memcmp(buf.p, &v, 2), 0);
   // The IOVA list is the intersection of the apertures.
-  Info info = Backend(*a.container).GetInfo();
+  Info info = Type1Of(*a.container).GetInfo();
   ASSERT_FALSE(info.iova_ranges.empty());
   EXPECT_EQ(info.iova_ranges.back().last, (1ull << 39) - 1);
 }
@@ -179,23 +173,23 @@ TEST_F(Type1, AttachRefusals) {
   Plug("04:00.0", vfio::testing::Endpoint(), &vfio_driver);
   auto a = AttachNew("04:00.0");
   Buffer buf(4096);
-  ASSERT_TRUE(Backend(*a.container).MapDma(Map(0xfee00000, buf)).has_value());
+  ASSERT_TRUE(Type1Of(*a.container).MapDma(Map(0xfee00000, buf)).has_value());
   auto g1 = *vfio.OpenGroup(GroupIdOf("01:00.0"));
   EXPECT_EQ(vb::ErrnoOf(g1->SetContainer(a.container)), EINVAL);
   EXPECT_EQ(a.container->group_count(), 1u);
-  EXPECT_EQ(Backend(*a.container).domain_count(), 1u);
+  EXPECT_EQ(Type1Of(*a.container).domain_count(), 1u);
   EXPECT_EQ(*g1->GetStatus(), kGroupFlagViable);  // ownership given back
 
   // EBUSY: a vaddr is invalidated.
-  ASSERT_TRUE(Backend(*a.container).UnmapDma(UnmapRequest{kUnmapFlagVaddr, 0xfee00000, 4096}).has_value());
+  ASSERT_TRUE(Type1Of(*a.container).UnmapDma(UnmapRequest{kUnmapFlagVaddr, 0xfee00000, 4096}).has_value());
   auto g2 = *vfio.OpenGroup(GroupIdOf("02:00.0"));
   EXPECT_EQ(vb::ErrnoOf(g2->SetContainer(a.container)), EBUSY);
-  ASSERT_TRUE(Backend(*a.container).MapDma(MapRequest{kMapFlagVaddr, buf.addr(), 0xfee00000, 4096}).has_value());
+  ASSERT_TRUE(Type1Of(*a.container).MapDma(MapRequest{kMapFlagVaddr, buf.addr(), 0xfee00000, 4096}).has_value());
 }
 
 TEST_F(Type1, MapEfaultAndNothingChanged) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   Buffer ro(8192, PROT_READ);
   const uint64_t locked = t1.locked_bytes();
   // A writable mapping of read-only memory.
@@ -213,7 +207,7 @@ TEST_F(Type1, MapEfaultAndNothingChanged) {
 
 TEST_F(Type1, MemlockLimitGivesEnomemAndMemoryMappedTwiceIsChargedTwice) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   Buffer buf(8 * 4096);
   LockedMemory& acct = LockedMemory::ForProcess();
   const uint64_t before = acct.locked_bytes();
@@ -232,7 +226,7 @@ TEST_F(Type1, MemlockLimitGivesEnomemAndMemoryMappedTwiceIsChargedTwice) {
 
 TEST_F(Type1, MapErrnoRowsThroughTheBackend) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   Buffer buf(4 * 4096);
   ASSERT_TRUE(t1.MapDma(Map(0x1000000, buf, 2 * 4096)).has_value());
   struct Row {
@@ -262,7 +256,7 @@ TEST_F(Type1, MapErrnoRowsThroughTheBackend) {
 TEST_F(Type1, EntryLimitIsEnospc) {
   type1.options().dma_entry_limit = 3;
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   Buffer buf(4096);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(t1.MapDma(Map(0x100000 + i * 0x1000, buf)).has_value());
   EXPECT_EQ(vb::ErrnoOf(t1.MapDma(Map(0x200000, buf))), ENOSPC);
@@ -273,13 +267,13 @@ TEST_F(Type1, EntryLimitIsEnospc) {
 TEST_F(Type1, V1UnmapRemovesWholeMappingsAndV2RefusesBisection) {
   auto v2 = AttachNew("01:00.0", kExtType1v2);
   Buffer buf(4 * 4096);
-  Iommu& b2 = Backend(*v2.container);
+  Iommu& b2 = Type1Of(*v2.container);
   ASSERT_TRUE(b2.MapDma(Map(0x100000, buf)).has_value());
   EXPECT_EQ(vb::ErrnoOf(b2.UnmapDma(UnmapRequest{0, 0x100000, 4096})), EINVAL);
   EXPECT_EQ(b2.mapping_count(), 1u);
 
   auto v1 = AttachNew("02:00.0", kExtType1);
-  Iommu& b1 = Backend(*v1.container);
+  Iommu& b1 = Type1Of(*v1.container);
   ASSERT_TRUE(b1.MapDma(Map(0x100000, buf)).has_value());
   auto r = b1.UnmapDma(UnmapRequest{0, 0x100000, 4096});
   ASSERT_TRUE(r.has_value());
@@ -293,7 +287,7 @@ TEST_F(Type1, V1UnmapRemovesWholeMappingsAndV2RefusesBisection) {
 
 TEST_F(Type1, UpdateVaddrKeepsDmaOnTheOriginalPages) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   Buffer first(4096), second(4096);
   ASSERT_TRUE(t1.MapDma(Map(0x100000, first)).has_value());
   auto inval = t1.UnmapDma(UnmapRequest{kUnmapFlagVaddr, 0x100000, 4096});
@@ -314,7 +308,7 @@ TEST_F(Type1, UpdateVaddrKeepsDmaOnTheOriginalPages) {
 
 TEST_F(Type1, GetInfoReportsPageSizesRangesAndAvailability) {
   auto a = AttachNew("01:00.0");
-  Info info = Backend(*a.container).GetInfo();
+  Info info = Type1Of(*a.container).GetInfo();
   EXPECT_EQ(info.iova_pgsizes, iommu::kPage4K | iommu::kPage2M | iommu::kPage1G);
   EXPECT_EQ(info.migration_pgsize_bitmap, 4096u);
   EXPECT_EQ(info.dma_avail, kDefaultDmaEntryLimit);
@@ -327,7 +321,7 @@ TEST_F(Type1, GetInfoReportsPageSizesRangesAndAvailability) {
 
 TEST_F(Type1, DirtyPagesReportsEveryMappedPageByDefault) {
   auto a = AttachNew("01:00.0");
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   Buffer buf(8 * 4096);
   ASSERT_TRUE(t1.MapDma(Map(0x100000, buf)).has_value());
   ASSERT_TRUE(t1.DirtyPages(DirtyRequest{kDirtyFlagStart}).has_value());
@@ -341,7 +335,7 @@ TEST_F(Type1, PreciseDirtyReportsExactlyThePagesTheDeviceWrote) {
   type1.options().precise_dirty = true;
   auto a = AttachNew("01:00.0");
   type1.options().precise_dirty = false;
-  Iommu& t1 = Backend(*a.container);
+  Iommu& t1 = Type1Of(*a.container);
   Buffer buf(8 * 4096);
   ASSERT_TRUE(t1.MapDma(Map(0x100000, buf)).has_value());
   uint8_t v = 1;
