@@ -344,7 +344,8 @@ TEST_F(DmaPortTest, ConcurrentDmaThroughOnePortNeverSeesAnUnmappedPage) {
   // every grace period.
   const int rounds = static_cast<int>(3000 * StressScale());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  for (int round = 0; round < rounds && std::chrono::steady_clock::now() < deadline; ++round) {
+  // And long enough for the readers to have started (a scaled-down run can end before they do).
+  for (int round = 0; (round < rounds || ok.load() == 0) && std::chrono::steady_clock::now() < deadline; ++round) {
     uint8_t* page = host(40 + round % 2);
     std::memset(page, 0x20 + round % 100, kPage);
     t.Map(4, page, true, false);
