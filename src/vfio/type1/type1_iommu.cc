@@ -1,6 +1,7 @@
 #include "vfio/type1/type1_iommu.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "base/checked.h"
 #include "base/epoch.h"
@@ -503,6 +504,90 @@ iommu::Domain* Iommu::DomainOf(const iommu::Group& group) const {
   for (const DomainRec& d : domains_)
     if (std::find(d.groups.begin(), d.groups.end(), &group) != d.groups.end()) return d.domain.get();
   return nullptr;
+}
+
+}  // namespace vfio::type1
+
+namespace vfio::type1 {
+
+std::vector<Iommu::MappingView> Iommu::MappingsForTest() const {
+  vb::MutexLock l(mu_);
+  std::vector<MappingView> out;
+  out.reserve(dmas_.Size());
+  for (const auto& [iova_key, d] : dmas_)
+    out.push_back(MappingView{d.iova, d.size, d.vaddr, d.pinned, d.prot, d.vaddr_invalid, d.iommu_mapped,
+                              d.dirty != nullptr, d.locked_bytes});
+  return out;
+}
+
+bool Iommu::dirty_tracking() const {
+  vb::MutexLock l(mu_);
+  return dirty_tracking_;
+}
+
+std::string Iommu::CheckInvariantsForTest() const {
+  vb::MutexLock l(mu_);
+  char buf[256];
+#define VB_BAD(...)                              \
+  do {                                           \
+    std::snprintf(buf, sizeof buf, __VA_ARGS__); \
+    return std::string(buf);                     \
+  } while (0)
+  uint64_t invalid = 0, mapped_total = 0;
+  bool have_prev = false;
+  uint64_t prev_last = 0;
+  for (const auto& [key, d] : dmas_) {
+    if (key != d.iova) VB_BAD("record keyed %#lx has iova %#lx", key, d.iova);
+    if (d.size == 0 || d.iova + (d.size - 1) < d.iova) VB_BAD("record %#lx: bad size %#lx", d.iova, d.size);
+    if (have_prev && d.iova <= prev_last) VB_BAD("record %#lx overlaps the previous one", d.iova);
+    have_prev = true;
+    prev_last = d.last();
+    if (d.vaddr_invalid) ++invalid;
+    if ((d.dirty != nullptr) != dirty_tracking_)
+      VB_BAD("record %#lx: dirty bitmap %d while tracking %d", d.iova, d.dirty != nullptr, dirty_tracking_);
+    if (d.iommu_mapped != !domains_.empty())
+      VB_BAD("record %#lx: iommu_mapped %d with %zu domains", d.iova, d.iommu_mapped, domains_.size());
+    const uint64_t want_locked = d.iommu_mapped ? d.size : 0;
+    if (d.locked_bytes != want_locked)
+      VB_BAD("record %#lx: locked %#lx, expected %#lx", d.iova, d.locked_bytes, want_locked);
+    if (d.locked_bytes && d.account != &account_) VB_BAD("record %#lx: charged to another account", d.iova);
+    if (!d.iommu_mapped) continue;
+    mapped_total += d.size;
+    const uint32_t want_prot = DomainProt(d.prot);
+    for (const DomainRec& rec : domains_) {
+      for (uint64_t off = 0; off < d.size;) {
+        const uint64_t iova = d.iova + off;
+        auto t = rec.domain->IovaToPhys(iova);
+        if (!t) VB_BAD("record %#lx: iova %#lx not translated", d.iova, iova);
+        if (t->phys != d.pinned + off)
+          VB_BAD("record %#lx: iova %#lx -> %#lx, expected %#lx", d.iova, iova, t->phys, d.pinned + off);
+        if (t->prot != want_prot)
+          VB_BAD("record %#lx: iova %#lx prot %u, expected %u", d.iova, iova, t->prot, want_prot);
+        const uint64_t leaf = t->leaf_size ? t->leaf_size : iommu::kPage4K;
+        off += leaf - (iova & (leaf - 1));
+      }
+    }
+  }
+  if (invalid != vaddr_invalid_count_)
+    VB_BAD("%lu records have invalid vaddrs, counter says %lu", invalid, vaddr_invalid_count_);
+  int groups = 0;
+  uint64_t bitmap = kAllPgsizes;
+  for (const DomainRec& rec : domains_) {
+    if (rec.groups.empty()) VB_BAD("a domain without groups");
+    for (const iommu::Group* g : rec.groups)
+      if (!g->IsCurrentDomain(*rec.domain)) VB_BAD("group %d is not attached to its domain", g->id());
+    groups += static_cast<int>(rec.groups.size());
+    const iommu::IoPageTable* pt = rec.domain->page_table();
+    if (!pt) VB_BAD("a type1 domain without a page table");
+    if (pt->mapped_bytes() != mapped_total)
+      VB_BAD("a domain maps %#lx bytes, the records %#lx", pt->mapped_bytes(), mapped_total);
+    bitmap &= rec.domain->pgsize_bitmap();
+  }
+  if (groups != num_non_pinned_groups_) VB_BAD("%d groups in domains, counter says %d", groups, num_non_pinned_groups_);
+  if (bitmap & (kCpuPage - 1)) bitmap = (bitmap & ~(kCpuPage - 1)) | kCpuPage;
+  if (bitmap != pgsize_bitmap_) VB_BAD("pgsize bitmap %#lx, domains give %#lx", pgsize_bitmap_, bitmap);
+#undef VB_BAD
+  return "";
 }
 
 }  // namespace vfio::type1
