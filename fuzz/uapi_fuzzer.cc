@@ -28,6 +28,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -146,9 +148,53 @@ void Init() {
 
 struct Unplug {
   size_t dev;
-  std::thread thread;
+  vb::RefPtr<hw::Device> hw;
+  hw::RemovalKind kind;
   std::atomic<bool> done{false};
 };
+
+// Removal waits for the device's fds, so it runs beside the input (which closes them later), on
+// one long-lived thread (a thread per removal costs more than the rest of an input under ASan).
+// Removals queue up behind each other, as a second `echo 1 > remove` would.
+class Remover {
+ public:
+  Remover() : thread_([this] { Run(); }) { thread_.detach(); }
+  void Post(Unplug* u) {
+    std::lock_guard l(mu_);
+    queue_.push_back(u);
+    cv_.notify_all();
+  }
+  void WaitIdle() {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return queue_.empty() && !busy_; });
+  }
+
+ private:
+  void Run() {
+    std::unique_lock l(mu_);
+    for (;;) {
+      cv_.wait(l, [&] { return !queue_.empty(); });
+      Unplug* u = queue_.front();
+      queue_.erase(queue_.begin());
+      busy_ = true;
+      l.unlock();
+      auto r = g->sys->machine().RemoveDevice(*u->hw, u->kind);
+      if (!r.has_value()) Die("RemoveDevice", r.error().ToString());
+      u->done.store(true);
+      l.lock();
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Unplug*> queue_;
+  bool busy_ = false;
+  std::thread thread_;
+};
+Remover* remover;
+
+void InitRemover() { remover = new Remover; }
 
 struct Input {
   // Every container this input opened, so that accounting can be summed over all of them even
@@ -719,17 +765,14 @@ void OpUnplug(FuzzedDataProvider& p, Input& in) {
   in.unplugged[di] = true;
   auto u = std::make_unique<Unplug>();
   u->dev = di;
-  // Removal waits for the device's fds: run it beside the input, which closes them later.
-  Unplug* raw = u.get();
-  u->thread = std::thread([raw, dev, kind] {
-    auto r = g->sys->machine().RemoveDevice(*dev, kind);
-    if (!r.has_value()) Die("RemoveDevice", r.error().ToString());
-    raw->done.store(true);
-  });
+  u->hw = dev;
+  u->kind = kind;
+  remover->Post(u.get());
   in.unplugs.push_back(std::move(u));
   if (p.ConsumeBool()) {
-    // Sometimes wait (up to a moment) so later steps see the device gone.
-    for (int i = 0; i < 50 && !in.unplugs.back()->done.load(); ++i) usleep(100);
+    // Sometimes wait a moment, so that later steps see the device gone (a removal of a device
+    // with no open fds finishes at once).
+    for (int i = 0; i < 20 && !in.unplugs.back()->done.load(); ++i) std::this_thread::yield();
   }
 }
 
@@ -737,7 +780,7 @@ void Finish(Input& in) {
   for (auto [a, n] : in.maps) munmap(a, n);
   for (int fd : in.fds) CHECK(FdTable::Global().Close(fd) == 0);
   in.fds.clear();
-  for (auto& u : in.unplugs) u->thread.join();
+  remover->WaitIdle();
   in.containers.clear();
   for (auto& u : in.unplugs) {
     auto r = Replug(u->dev);
@@ -765,6 +808,7 @@ void Finish(Input& in) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   Init();
+  InitRemover();
   return 0;
 }
 
