@@ -5,6 +5,7 @@
 
 #include "base/checked.h"
 #include "base/epoch.h"
+#include "base/fail_point.h"
 #include "iommu/iommu.h"
 #include "vfio/type1/flags.h"
 #include "vfio/type1/user_memory.h"
@@ -70,6 +71,8 @@ long Type1Backend::CheckExtension(unsigned long ext) const {
 }
 
 vb::Result<std::unique_ptr<BackendInstance>> Type1Backend::Open(unsigned long type) {
+  if ((type == kExtType1 || type == kExtType1v2 || type == kExtType1Nesting) && VB_FAIL_POINT("type1.iommu_alloc"))
+    return vb::Err(ENOMEM, "type1: vfio_iommu allocation failed");
   switch (type) {
     case kExtType1:
       return std::unique_ptr<BackendInstance>(new Iommu(false, options_));
@@ -158,6 +161,8 @@ vb::Result<void> Iommu::AttachGroup(iommu::Group& group, GroupType type) {
   if (FindDomainLocked(group) ||
       std::find(emulated_groups_.begin(), emulated_groups_.end(), &group) != emulated_groups_.end())
     return vb::Err(EINVAL, "type1 attach: group already attached");
+  // The vfio_iommu_group record (and for a new domain, the vfio_domain) of the kernel.
+  if (VB_FAIL_POINT("type1.group_alloc")) return vb::Err(ENOMEM, "type1 attach: group allocation failed");
   if (type == GroupType::kEmulatedIommu) {
     emulated_groups_.push_back(&group);
     return vb::Ok();
