@@ -563,7 +563,7 @@ void OpRegionRw(FuzzedDataProvider& p, Input& in) {
   if (p.ConsumeBool()) {
     std::vector<uint8_t> data = p.ConsumeBytes<uint8_t>(len);
     data.resize(len);
-    std::memcpy(buf, data.data(), len);
+    if (len) std::memcpy(buf, data.data(), len);
     r = obj->Pwrite(p.ConsumeIntegralInRange<int>(0, 15) ? buf : g->arena + kArenaRw + kArenaRo, len, offset);
   } else {
     r = obj->Pread(p.ConsumeIntegralInRange<int>(0, 15) ? buf : g->arena + kArenaRw, len, offset);
@@ -682,11 +682,16 @@ void OpDeviceDma(FuzzedDataProvider& p, Input& in) {
   vb::RefPtr<iommu::Group> grp = g->sys->iommu_core().GroupOf(*dev);
   if (!grp) return;
   const iommu::DomainType dt = grp->current_domain_type();
-  // The default (identity) domain reaches all of memory: a kernel-owned device, not ours to test.
+  // An identity default domain reaches all of memory: a kernel-owned device, not ours to test.
   if (dt == iommu::DomainType::kIdentity) return;
+  // A paging default domain (the DMA-API domain) into which no kernel driver mapped anything
+  // reaches nothing; type1's domains reach what the holding container's records say.
+  const bool in_default = grp->IsCurrentDomain(grp->default_domain());
+  if (in_default && grp->default_domain().page_table() && grp->default_domain().page_table()->mapped_bytes() != 0)
+    return;
   // The model: allowed iff every byte lies in records of the holding container with permission.
-  t1::Iommu* io = dt == iommu::DomainType::kPaging ? IommuHolding(in, *grp) : nullptr;
-  if (dt == iommu::DomainType::kPaging && !io) return;  // attached to a container we cannot see
+  t1::Iommu* io = dt == iommu::DomainType::kPaging && !in_default ? IommuHolding(in, *grp) : nullptr;
+  if (dt == iommu::DomainType::kPaging && !in_default && !io) return;  // a container we cannot see
   bool allowed = io != nullptr;
   std::vector<std::pair<uint64_t, uint64_t>> pieces;  // (pinned address, length) in order
   if (io) {
