@@ -112,8 +112,12 @@ TEST_F(Isolation, AfterUnmapReturnsNoDmaReachesTheOldPagesRoundAfterRound) {
   for (int r = 0; r < rounds; ++r) {
     std::memset(buf.p, 0, buf.size);
     ASSERT_TRUE(a.io->MapDma({t1::kMapFlagRead | t1::kMapFlagWrite, buf.addr(), 0x100000, buf.size}).has_value());
-    while (buf.p[0] != 0xd1) std::this_thread::yield();  // the device reaches the pages
+    // Wait until a whole write landed while mapped (counted, not read: the buffer is the
+    // device's until UNMAP returns).
+    const uint64_t ok = h.ok.load();
+    while (h.ok.load() < ok + 2) std::this_thread::yield();
     ASSERT_EQ(a.io->UnmapDma({0, 0x100000, buf.size}).value_or(0), buf.size);
+    ASSERT_TRUE(buf.All(0xd1)) << "round " << r << ": the device did not reach the mapped pages";
     // Strict: once UNMAP has returned, the pages are the user's again.
     std::memset(buf.p, 0x5a, buf.size);
     const uint64_t refused = h.refused.load();

@@ -327,5 +327,45 @@ TEST_F(FailNth, EveryIoctlPathFailsCleanlyAtEveryFailPoint) {
   EXPECT_GT(cases_, 40);
 }
 
+
+TEST_F(FailNth, SetIommuOverTwoGroupsV1AndVaddrPathsFailCleanly) {
+  // SET_IOMMU with two groups of different IOMMU instances already in the container: the second
+  // attach failing must detach the first and release the instance.
+  const int c = Track(OpenNode("/dev/vfio/vfio"));
+  const int ga = Track(OpenNode(GroupPath("0000:01:00.0")));
+  const int gb = Track(OpenNode(GroupPath("0000:07:00.0")));
+  ASSERT_GE(gb, 0);
+  ASSERT_EQ(Ioctl(ga, VFIO_GROUP_SET_CONTAINER, &c), 0);
+  ASSERT_EQ(Ioctl(gb, VFIO_GROUP_SET_CONTAINER, &c), 0);
+  FailNthPath("SET_IOMMU type1 v1 (two groups, two domains)", [&] { return Ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU); });
+  constexpr uint32_t kRW = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+  FailNthPath("MAP_DMA v1 (two domains)", [&] { return Map(c, 0x100000, arena, 0x10000, kRW); });
+  FailNthPath("MAP_DMA v1 2M (two domains)", [&] { return Map(c, 0x40000000, aligned, 2 << 20, kRW); });
+  // The update-vaddr protocol: invalidate, then map the new vaddr.
+  alignas(8) uint8_t u[sizeof(vfio_iommu_type1_dma_unmap)];
+  *reinterpret_cast<vfio_iommu_type1_dma_unmap*>(u) = {sizeof(u), VFIO_DMA_UNMAP_FLAG_VADDR, 0x100000, 0x10000};
+  FailNthPath("UNMAP_DMA VADDR", [&] { return Ioctl(c, VFIO_IOMMU_UNMAP_DMA, u); });
+  FailNthPath("MAP_DMA VADDR", [&] { return Map(c, 0x100000, arena + 0x10000, 0x10000, VFIO_DMA_MAP_FLAG_VADDR); });
+  // v1 unmap that ends inside a mapping removes it whole.
+  *reinterpret_cast<vfio_iommu_type1_dma_unmap*>(u) = {sizeof(u), 0, 0x40000000, 0x1000};
+  FailNthPath("UNMAP_DMA v1 partial", [&] { return Ioctl(c, VFIO_IOMMU_UNMAP_DMA, u); });
+  // Hot reset with the group fds (the 04:0x.0 pair shares a bus; edu is alone on its own).
+  const int d = Track(FailNthPath("GET_DEVICE_FD edu (v1)", [&] { return Ioctl(ga, VFIO_GROUP_GET_DEVICE_FD, "0000:01:00.0"); }));
+  ASSERT_GE(d, 0);
+  alignas(8) uint8_t hr[sizeof(vfio_pci_hot_reset) + sizeof(int32_t)];
+  *reinterpret_cast<vfio_pci_hot_reset*>(hr) = {sizeof(hr), 0, 1};
+  std::memcpy(hr + sizeof(vfio_pci_hot_reset), &ga, sizeof(int32_t));
+  FailNthPath("PCI_HOT_RESET", [&] {
+    long r = Ioctl(d, VFIO_DEVICE_PCI_HOT_RESET, hr);
+    return r == -ENODEV || r == -EPERM || r == -EINVAL ? 0 : r;  // whatever the topology allows
+  });
+  for (int fd : fds) ASSERT_EQ(FdTable::Global().Close(fd), 0);
+  fds.clear();
+  sys_->machine().executor().Drain();
+  EXPECT_TRUE(Take() == baseline) << Describe(Take()) << "\nbaseline: " << Describe(baseline);
+  std::printf("fail-nth: %d injected failures over %zu paths\n", cases_, points_.size());
+  EXPECT_GT(cases_, 10);
+}
+
 }  // namespace
 }  // namespace uapi
