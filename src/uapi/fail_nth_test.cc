@@ -190,6 +190,17 @@ class FailNth : public ::testing::Test {
     return Ioctl(c, VFIO_IOMMU_MAP_DMA, &m);
   }
 
+  // Prints "path: failures" per path; returns the total.
+  uint64_t PrintSummary() const {
+    uint64_t total = 0;
+    std::printf("fail-nth: %d injected failures over %zu paths\n", cases_, points_.size());
+    for (auto& [path, n] : points_) {
+      std::printf("  %s: %lu\n", path.c_str(), static_cast<unsigned long>(n));
+      total += n;
+    }
+    return total;
+  }
+
   static constexpr size_t kArena = 8 << 20;
   static inline topology::System* sys_ = nullptr;
   static inline VfioNodeTable* nodes_ = nullptr;
@@ -316,14 +327,7 @@ TEST_F(FailNth, EveryIoctlPathFailsCleanlyAtEveryFailPoint) {
   sys_->machine().executor().Drain();
   EXPECT_TRUE(Take() == baseline) << Describe(Take()) << "\nbaseline: " << Describe(baseline);
 
-  std::string summary;
-  uint64_t total = 0;
-  for (auto& [path, n] : points_) {
-    summary += "  " + path + ": " + std::to_string(n) + "\n";
-    total += n;
-  }
-  std::printf("fail-nth: %d injected failures over %zu paths\n%s", cases_, points_.size(), summary.c_str());
-  EXPECT_EQ(static_cast<uint64_t>(cases_), total);
+  EXPECT_EQ(static_cast<uint64_t>(cases_), PrintSummary());
   EXPECT_GT(cases_, 40);
 }
 
@@ -363,7 +367,7 @@ TEST_F(FailNth, SetIommuOverTwoGroupsV1AndVaddrPathsFailCleanly) {
   fds.clear();
   sys_->machine().executor().Drain();
   EXPECT_TRUE(Take() == baseline) << Describe(Take()) << "\nbaseline: " << Describe(baseline);
-  std::printf("fail-nth: %d injected failures over %zu paths\n", cases_, points_.size());
+  EXPECT_EQ(static_cast<uint64_t>(cases_), PrintSummary());
   EXPECT_GT(cases_, 10);
 }
 
