@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/fail_point.h"
 #include "devices/edu.h"
 #include "devices/test_endpoint.h"
 #include "iommu/domain.h"
@@ -264,6 +265,50 @@ void CheckStep(const Input& in) {
   if (!AnyUnplugInFlight(in)) CHECK(locked == sum, std::to_string(locked) + " != " + std::to_string(sum));
 }
 
+// Failure injection inside the fuzzer (fail-nth at random states): sometimes arms the injector for
+// the next call. When a point fired the call must fail with the kernel's errno for that point
+// (or, on paths that absorb the failure by design, succeed) — the invariants after the step and
+// the unchanged-state checks do the rest. Not armed while a removal runs beside the input (its
+// detach may reach points of its own).
+class Inject {
+ public:
+  Inject(FuzzedDataProvider& p, const Input& in) {
+    if (p.ConsumeIntegralInRange<int>(0, 7) != 0 || AnyUnplugInFlight(in)) return;
+    vb::FailInjector::ArmNth(p.ConsumeIntegralInRange<uint64_t>(1, 12));
+    armed_ = true;
+  }
+  ~Inject() { Disarm(); }
+  // Disarms; true when a point failed during the call.
+  bool Done() {
+    Disarm();
+    return fired_;
+  }
+  // The errno the kernel answers when the allocation behind the fired point fails.
+  int Errno() const {
+    const std::string n = name_;
+    if (n == "fd_table.install") return EMFILE;
+    if (n == "iommu.alloc_domain") return EIO;
+    return ENOMEM;
+  }
+  const char* name() const { return name_; }
+
+ private:
+  void Disarm() {
+    if (!armed_) return;
+    fired_ = vb::FailInjector::Fired();
+    name_ = vb::FailInjector::FiredName();
+    vb::FailInjector::Disarm();
+    armed_ = false;
+  }
+  bool armed_ = false;
+  bool fired_ = false;
+  const char* name_ = "";
+};
+#define CHECK_INJECTED(inj, r)                                                                   \
+  do {                                                                                           \
+    if ((inj).Done()) CHECK((r) == -(inj).Errno(), std::string((inj).name()) + " fired, call gave " + std::to_string(r)); \
+  } while (0)
+
 // ------------------------------------------------------------------------------------------
 // Value choosers: mostly sensible, sometimes hostile.
 
@@ -329,14 +374,25 @@ void OpOpen(FuzzedDataProvider& p, Input& in) {
     default: path = "/dev/vfio/" + std::to_string(g->group_ids[p.ConsumeIntegralInRange<size_t>(0, kNumDevices - 1)]);
   }
   int err = 0;
+  Inject inj(p, in);
   auto obj = g->nodes->Open(path, O_RDWR, &err);
   if (!obj) {
+    if (inj.Done()) {
+      CHECK(err == inj.Errno(), std::string(inj.name()) + " fired, open gave " + std::to_string(err));
+      return;
+    }
     CHECK(err == ENOENT || err == EBUSY || err == ENODEV, path + " errno " + std::to_string(err));
     return;
   }
-  if (auto* c = dynamic_cast<uapi::ContainerFileObject*>(obj.get())) in.containers.push_back(c->container_ref());
+  vb::RefPtr<vfio::Container> container;
+  if (auto* c = dynamic_cast<uapi::ContainerFileObject*>(obj.get())) container = c->container_ref();
   int fd = FdTable::Global().Install(std::move(obj), O_CLOEXEC, g->nodes->Rdev(path).value_or(0));
+  if (inj.Done()) {
+    CHECK(fd == -inj.Errno(), std::string(inj.name()) + " fired, install gave " + std::to_string(fd));
+    return;
+  }
   CHECK(fd >= 0);
+  if (container) in.containers.push_back(std::move(container));
   Track(in, fd);
 }
 
@@ -365,8 +421,12 @@ void OpSetContainer(FuzzedDataProvider& p, Input& in) {
     case 2: cfd = 1 << 20; break;                // not open
     default: cfd = Pick(p, FdsOf<uapi::ContainerFileObject>(in));
   }
-  long r = Ioctl(gfd, VFIO_GROUP_SET_CONTAINER, ChoosePtr(p, &cfd));
-  CHECK(r == 0 || r == -EINVAL || r == -EBADF || r == -EFAULT || r == -EPERM || r == -EBUSY || r == -ENODEV,
+  const unsigned long ptr = ChoosePtr(p, &cfd);
+  Inject inj(p, in);
+  long r = Ioctl(gfd, VFIO_GROUP_SET_CONTAINER, ptr);
+  CHECK_INJECTED(inj, r);
+  CHECK(r == 0 || r == -EINVAL || r == -EBADF || r == -EFAULT || r == -EPERM || r == -EBUSY || r == -ENODEV ||
+            r == -ENOMEM || r == -EIO,
         std::to_string(r));
 }
 
@@ -398,12 +458,15 @@ void OpGetDevice(FuzzedDataProvider& p, Input& in) {
   if (gfd < 0) return;
   std::string name = p.ConsumeBool() ? kDevices[p.ConsumeIntegralInRange<size_t>(0, kNumDevices - 1)].name
                                      : p.ConsumeRandomLengthString(24);
-  long r = Ioctl(gfd, VFIO_GROUP_GET_DEVICE_FD, ChoosePtr(p, name.c_str()));
+  const unsigned long ptr = ChoosePtr(p, name.c_str());
+  Inject inj(p, in);
+  long r = Ioctl(gfd, VFIO_GROUP_GET_DEVICE_FD, ptr);
+  CHECK_INJECTED(inj, r);
   if (r >= 0) {
     Track(in, static_cast<int>(r));
     return;
   }
-  CHECK(r == -ENODEV || r == -EINVAL || r == -EFAULT || r == -EBUSY || r == -EIO || r == -ENOMEM, std::to_string(r));
+  CHECK(r == -ENODEV || r == -EINVAL || r == -EFAULT || r == -EBUSY || r == -EIO || r == -ENOMEM || r == -EMFILE, std::to_string(r));
 }
 
 void OpContainerSimple(FuzzedDataProvider& p, Input& in) {
@@ -414,7 +477,9 @@ void OpContainerSimple(FuzzedDataProvider& p, Input& in) {
       static constexpr unsigned long kTypes[] = {VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_TYPE1_NESTING_IOMMU,
                                                  VFIO_NOIOMMU_IOMMU, VFIO_SPAPR_TCE_IOMMU, 0};
       unsigned long t = p.ConsumeBool() ? kTypes[p.ConsumeIntegralInRange<size_t>(0, 5)] : p.ConsumeIntegral<uint64_t>();
+      Inject inj(p, in);
       long r = Ioctl(cfd, VFIO_SET_IOMMU, t);
+      CHECK_INJECTED(inj, r);
       CHECK(r == 0 || r == -EINVAL || r == -ENODEV || r == -EPERM || r == -EBUSY || r == -EIO || r == -ENOMEM,
             std::to_string(r));
       break;
@@ -464,7 +529,10 @@ void OpMapUnmapDirty(FuzzedDataProvider& p, Input& in) {
       m.vaddr = ChooseVaddr(p);
       m.iova = ChooseIova(p);
       m.size = ChooseSize(p);
-      long r = uapi::Type1MapDma(io, ChoosePtr(p, &m));
+      const unsigned long ptr = ChoosePtr(p, &m);
+      Inject inj(p, in);
+      long r = uapi::Type1MapDma(io, ptr);
+      CHECK_INJECTED(inj, r);
       CHECK(r == 0 || r == -EINVAL || r == -EEXIST || r == -ENOSPC || r == -ENOMEM || r == -EFAULT || r == -EPERM ||
                 r == -EBUSY || r == -ERANGE || r == -ENOENT,  // ENOENT: VADDR over nothing
             "map " + std::to_string(r));
@@ -482,7 +550,10 @@ void OpMapUnmapDirty(FuzzedDataProvider& p, Input& in) {
       bm->pgsize = p.ConsumeBool() ? kPage : p.ConsumeIntegral<uint64_t>();
       bm->size = p.ConsumeBool() ? sizeof(bits) : p.ConsumeIntegralInRange<uint64_t>(0, sizeof(bits));
       bm->data = reinterpret_cast<__u64*>(ChoosePtr(p, bits));
-      long r = uapi::Type1UnmapDma(io, ChoosePtr(p, buf));
+      const unsigned long ptr = ChoosePtr(p, buf);
+      Inject inj(p, in);
+      long r = uapi::Type1UnmapDma(io, ptr);
+      CHECK_INJECTED(inj, r);
       CHECK(r == 0 || r == -EINVAL || r == -EFAULT || r == -EBUSY || r == -EPERM, "unmap " + std::to_string(r));
       // GET_DIRTY_BITMAP's mid-walk EFAULT keeps 6.1's partial result (design 0003).
       if (r != 0 && !(r == -EFAULT && (u->flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP)))
@@ -503,7 +574,10 @@ void OpMapUnmapDirty(FuzzedDataProvider& p, Input& in) {
       get->bitmap.pgsize = p.ConsumeBool() ? kPage : p.ConsumeIntegral<uint64_t>();
       get->bitmap.size = p.ConsumeBool() ? sizeof(bits) : p.ConsumeIntegralInRange<uint64_t>(0, sizeof(bits));
       get->bitmap.data = reinterpret_cast<__u64*>(ChoosePtr(p, bits));
-      long r = uapi::Type1DirtyPages(io, ChoosePtr(p, buf));
+      const unsigned long ptr = ChoosePtr(p, buf);
+      Inject inj(p, in);
+      long r = uapi::Type1DirtyPages(io, ptr);
+      CHECK_INJECTED(inj, r);
       CHECK(r == 0 || r == -EINVAL || r == -EFAULT || r == -EACCES || r == -ENOMEM, "dirty " + std::to_string(r));
       if (r != 0 && !(r == -EFAULT && d->flags == VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP))
         CheckUnchanged(io, b, "DIRTY_PAGES", r, in);
