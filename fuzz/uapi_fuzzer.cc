@@ -494,8 +494,11 @@ void OpContainerSimple(FuzzedDataProvider& p, Input& in) {
       alignas(8) uint8_t buf[512] = {};
       auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf);
       info->argsz = std::min<uint32_t>(ChooseArgsz(p, sizeof(*info)), sizeof(buf));
-      long r = Ioctl(cfd, VFIO_IOMMU_GET_INFO, ChoosePtr(p, buf));
-      CHECK(r == 0 || r == -EINVAL || r == -EFAULT || r == -ENOTTY, std::to_string(r));
+      const unsigned long ptr = ChoosePtr(p, buf);
+      Inject inj(p, in);
+      long r = Ioctl(cfd, VFIO_IOMMU_GET_INFO, ptr);
+      CHECK_INJECTED(inj, r);
+      CHECK(r == 0 || r == -EINVAL || r == -EFAULT || r == -ENOTTY || r == -ENOMEM, std::to_string(r));
       if (r == 0) CHECK(info->flags & VFIO_IOMMU_INFO_PGSIZES);
     }
   }
@@ -602,8 +605,11 @@ void OpDeviceInfo(FuzzedDataProvider& p, Input& in) {
       auto* i = reinterpret_cast<vfio_region_info*>(buf);
       i->argsz = std::min<uint32_t>(ChooseArgsz(p, sizeof(*i)), sizeof(buf));
       i->index = p.ConsumeIntegralInRange<uint32_t>(0, 10);
-      long r = Ioctl(dfd, VFIO_DEVICE_GET_REGION_INFO, ChoosePtr(p, buf));
-      CHECK(r == 0 || r == -EINVAL || r == -EFAULT, std::to_string(r));
+      const unsigned long ptr = ChoosePtr(p, buf);
+      Inject inj(p, in);
+      long r = Ioctl(dfd, VFIO_DEVICE_GET_REGION_INFO, ptr);
+      CHECK_INJECTED(inj, r);
+      CHECK(r == 0 || r == -EINVAL || r == -EFAULT || r == -ENOMEM, std::to_string(r));
       break;
     }
     case 2: {
@@ -638,9 +644,15 @@ void OpRegionRw(FuzzedDataProvider& p, Input& in) {
     std::vector<uint8_t> data = p.ConsumeBytes<uint8_t>(len);
     data.resize(len);
     if (len) std::memcpy(buf, data.data(), len);
-    r = obj->Pwrite(p.ConsumeIntegralInRange<int>(0, 15) ? buf : g->arena + kArenaRw + kArenaRo, len, offset);
+    const void* src = p.ConsumeIntegralInRange<int>(0, 15) ? buf : g->arena + kArenaRw + kArenaRo;
+    Inject inj(p, in);
+    r = obj->Pwrite(src, len, offset);
+    CHECK_INJECTED(inj, r);
   } else {
-    r = obj->Pread(p.ConsumeIntegralInRange<int>(0, 15) ? buf : g->arena + kArenaRw, len, offset);
+    void* dst = p.ConsumeIntegralInRange<int>(0, 15) ? buf : g->arena + kArenaRw;
+    Inject inj(p, in);
+    r = obj->Pread(dst, len, offset);
+    CHECK_INJECTED(inj, r);
   }
   CHECK(r >= 0 || r == -EINVAL || r == -EFAULT || r == -EIO || r == -ENODEV || r == -ENOMEM, std::to_string(r));
 }
@@ -693,7 +705,10 @@ void OpSetIrqs(FuzzedDataProvider& p, Input& in) {
     else
       std::memcpy(buf + sizeof(vfio_irq_set) + i * 4, &v, 4);
   }
-  long r = Ioctl(dfd, VFIO_DEVICE_SET_IRQS, ChoosePtr(p, buf));
+  const unsigned long ptr = ChoosePtr(p, buf);
+  Inject inj(p, in);
+  long r = Ioctl(dfd, VFIO_DEVICE_SET_IRQS, ptr);
+  CHECK_INJECTED(inj, r);
   CHECK(r >= 0 || r == -EINVAL || r == -EFAULT || r == -ENOTTY || r == -EBADF || r == -ENOMEM || r == -EIO ||
             r == -ENODEV,
         std::to_string(r));
