@@ -371,5 +371,43 @@ TEST_F(FailNth, SetIommuOverTwoGroupsV1AndVaddrPathsFailCleanly) {
   EXPECT_GT(cases_, 10);
 }
 
+
+// Regression (fuzzer, injection at random states): SET_IOMMU over the groups of edu (dmar0),
+// 07:00.0 (smmu0) and 08:00.0 (dmar1) attaches two domains, is refused on the third (dmar1 has no
+// interrupt remapping: EPERM) and detaches the first two again; a failure injected into the
+// detach that leaves a domain behind (the IOVA list rebuild, absorbed by design) must leave the
+// call's answer EPERM and the state as before.
+TEST_F(FailNth, FuzzRollbackDetachAbsorbsItsFailureAndSetIommuStillAnswersEperm) {
+  const int c = Track(OpenNode("/dev/vfio/vfio"));
+  const int ga = Track(OpenNode(GroupPath("0000:01:00.0")));
+  const int gs = Track(OpenNode(GroupPath("0000:07:00.0")));
+  const int gb = Track(OpenNode(GroupPath("0000:08:00.0")));
+  ASSERT_GE(gb, 0);
+  ASSERT_EQ(Ioctl(ga, VFIO_GROUP_SET_CONTAINER, &c), 0);
+  ASSERT_EQ(Ioctl(gs, VFIO_GROUP_SET_CONTAINER, &c), 0);
+  ASSERT_EQ(Ioctl(gb, VFIO_GROUP_SET_CONTAINER, &c), 0);
+  bool saw_rebuild = false;
+  for (uint64_t n = 1;; ++n) {
+    const Snapshot before = Take();
+    vb::FailInjector::ArmNth(n);
+    const long r = Ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
+    const bool fired = vb::FailInjector::Fired();
+    const std::string point = vb::FailInjector::FiredName();
+    vb::FailInjector::Disarm();
+    EXPECT_TRUE(Take() == before) << "n=" << n << " point " << point;
+    if (!fired) {
+      EXPECT_EQ(r, -EPERM);
+      break;
+    }
+    if (point == "type1.iova_list_rebuild") {
+      saw_rebuild = true;
+      EXPECT_EQ(r, -EPERM) << "n=" << n;
+    } else {
+      EXPECT_EQ(r, -ExpectedErrno(point)) << "n=" << n << " point " << point;
+    }
+  }
+  EXPECT_TRUE(saw_rebuild);
+}
+
 }  // namespace
 }  // namespace uapi
