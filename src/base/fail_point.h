@@ -20,6 +20,9 @@ class FailInjector {
   static uint64_t Reached();
   // True when the armed failure has fired since the last ArmNth.
   static bool Fired();
+  // The name of the point that failed since the last ArmNth ("" if none): tests map it to the
+  // errno the kernel answers for that allocation.
+  static const char* FiredName();
 
   // Called by VB_FAIL_POINT. Returns true if this point must fail.
   static bool ShouldFail(const char* name) {

@@ -4,6 +4,7 @@
 
 #include "hw/testing/recording_sink.h"
 
+#include <chrono>
 #include <future>
 #include <mutex>
 #include <numeric>
@@ -169,6 +170,21 @@ TEST_F(EduTest, FactorialComputesInTheBackgroundWithTheBusyBit) {
   W32(Edu::kRegFactorial, 0);
   Drain();
   EXPECT_EQ(R32(Edu::kRegFactorial), 1u);
+}
+
+// Regression (fuzzer): a factorial of 0xffffffff looped 4 G times holding the state lock.
+TEST_F(EduTest, FuzzFactorialOfAHugeValueDoesNotHoldTheDeviceForSeconds) {
+  W32(Edu::kRegFactorial, 33);
+  Drain();
+  EXPECT_EQ(R32(Edu::kRegFactorial), 2147483648u) << "33! mod 2^32";
+  const auto t0 = std::chrono::steady_clock::now();
+  W32(Edu::kRegFactorial, 0xffffffffu);
+  Drain();
+  EXPECT_EQ(R32(Edu::kRegFactorial), 0u) << "n! mod 2^32 for n >= 34";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500));
+  W32(Edu::kRegFactorial, 34);
+  Drain();
+  EXPECT_EQ(R32(Edu::kRegFactorial), 0u);
 }
 
 TEST_F(EduTest, FactorialRaisesInterruptOneWhenAsked) {

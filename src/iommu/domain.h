@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "base/checked.h"
+#include "base/live_count.h"
 #include "base/result.h"
 #include "hw/dma.h"
 #include "iommu/io_page_table.h"
@@ -75,6 +76,7 @@ class Domain {
   std::unique_ptr<IoPageTable> page_table_;  // kPaging only
   std::atomic<bool> enforce_cache_coherency_{false};
   std::atomic<int> attached_groups_{0};
+  [[no_unique_address]] vb::LiveCount<Domain> live_;
 };
 
 }  // namespace iommu

@@ -5,11 +5,16 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/fail_point.h"
 #include "uapi/user_copy.h"
 
 namespace uapi {
 
 void CapChain::Add(uint16_t id, uint16_t version, const void* body, size_t body_len) {
+  if (failed_ || VB_FAIL_POINT("uapi.cap_alloc")) {
+    failed_ = true;
+    return;
+  }
   size_t at = buf_.size();
   buf_.resize(at + sizeof(vfio_info_cap_header) + body_len);
   vfio_info_cap_header h{id, version, 0};
@@ -24,6 +29,7 @@ void CapChain::Add(uint16_t id, uint16_t version, const void* body, size_t body_
 
 int CapChain::Place(uint64_t user, uint32_t* argsz, uint32_t* cap_offset, uint32_t* flags,
                     uint32_t caps_flag) const {
+  if (failed_) return -ENOMEM;
   if (buf_.empty()) return 0;
   *flags |= caps_flag;
   uint64_t need = uint64_t{header_size_} + buf_.size();

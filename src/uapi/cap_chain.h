@@ -25,14 +25,16 @@ class CapChain {
   // The argsz-grow rule. With no caps: nothing changes. Otherwise `caps_flag` is set in *flags;
   // if *argsz covers header + chain the chain is copied to user + header_size and *cap_offset
   // becomes header_size; else *argsz becomes the size needed and *cap_offset 0 (not an error).
-  // Returns 0 or -EFAULT (the chain could not be written).
+  // Returns 0, -EFAULT (the chain could not be written) or -ENOMEM (an Add could not allocate:
+  // fail point "uapi.cap_alloc", the kernel's vfio_info_cap_add failing).
   int Place(uint64_t user, uint32_t* argsz, uint32_t* cap_offset, uint32_t* flags,
             uint32_t caps_flag) const;
 
  private:
   uint32_t header_size_;
   std::vector<uint8_t> buf_;
-  size_t last_ = static_cast<size_t>(-1);  // offset in buf_ of the last cap's header
+  size_t last_ = static_cast<size_t>(-1);
+  bool failed_ = false;  // an Add could not allocate; Place answers ENOMEM  // offset in buf_ of the last cap's header
 };
 
 }  // namespace uapi

@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/fail_point.h"
 #include "uapi/cap_chain.h"
 #include "uapi/group_file.h"
 #include "uapi/trace.h"
@@ -148,6 +149,7 @@ long DeviceFileObject::SetIrqs(unsigned long arg) {
   vfio::SetIrqsRequest req{hdr.flags, hdr.index, hdr.start, hdr.count};
   std::vector<uint8_t> bools;
   std::vector<int32_t> fds;
+  if (elem && VB_FAIL_POINT("uapi.irq_set_data")) return -ENOMEM;  // the kernel's memdup_user
   if (elem == 1) {
     bools.resize(hdr.count);
     if (CopyFromUser(bools.data(), arg + kMinsz, data_size) != 0) return -EFAULT;
@@ -237,7 +239,7 @@ ssize_t DeviceFileObject::Pread(void* buf, size_t count, off_t offset) {
     r = 0;
   } else {
     // Bounce: the driver never touches the user's buffer, so a bad one answers EFAULT.
-    std::unique_ptr<uint8_t[]> tmp(new (std::nothrow) uint8_t[count]);
+    std::unique_ptr<uint8_t[]> tmp(VB_FAIL_POINT("uapi.rw_bounce") ? nullptr : new (std::nothrow) uint8_t[count]);
     if (!tmp) {
       r = -ENOMEM;
     } else {
@@ -260,7 +262,7 @@ ssize_t DeviceFileObject::Pwrite(const void* buf, size_t count, off_t offset) {
   } else if (count == 0) {
     r = 0;
   } else {
-    std::unique_ptr<uint8_t[]> tmp(new (std::nothrow) uint8_t[count]);
+    std::unique_ptr<uint8_t[]> tmp(VB_FAIL_POINT("uapi.rw_bounce") ? nullptr : new (std::nothrow) uint8_t[count]);
     if (!tmp) {
       r = -ENOMEM;
     } else if (CopyFromUser(tmp.get(), reinterpret_cast<uint64_t>(buf), count) != 0) {

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "base/fail_point.h"
 #include "uapi/container_file.h"
 #include "uapi/group_file.h"
 
@@ -31,6 +32,11 @@ int VfioNodeTable::ParseGroupPath(const std::string& path) {
 std::shared_ptr<FileObject> VfioNodeTable::Open(const std::string& path, int flags, int* err) {
   std::shared_ptr<FileObject> obj;
   *err = 0;
+  // The struct file (and for the container, the vfio_container) allocation.
+  if (VB_FAIL_POINT("uapi.node_open")) {
+    *err = ENOMEM;
+    return nullptr;
+  }
   if (path == kContainerPath) {
     obj = std::make_shared<ContainerFileObject>(vfio_.OpenContainer());
   } else if (int id = ParseGroupPath(path); id < 0 || !vfio_.FindGroup(id)) {

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "base/live_count.h"
 #include "base/mutex.h"
 #include "base/ref_counted.h"
 #include "base/result.h"
@@ -69,6 +70,7 @@ class Container : public vb::RefCounted<Container> {
   mutable vb::SharedMutex mu_{vb::LockRank::kVfioContainer};  // groups_, backend_
   std::vector<Group*> groups_ GUARDED_BY(mu_);                // attached groups (each holds a ref)
   std::unique_ptr<BackendInstance> backend_ GUARDED_BY(mu_);
+  [[no_unique_address]] vb::LiveCount<Container> live_;
 };
 
 }  // namespace vfio

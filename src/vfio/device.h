@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/live_count.h"
 #include "base/mutex.h"
 #include "base/ref_counted.h"
 #include "base/result.h"
@@ -63,6 +64,7 @@ class Device : public vb::RefCounted<Device> {
 
   mutable vb::Mutex open_mu_{vb::LockRank::kVfioDeviceSet};  // guards open_count_
   int open_count_ GUARDED_BY(open_mu_) = 0;
+  [[no_unique_address]] vb::LiveCount<Device> live_;
 };
 
 }  // namespace vfio

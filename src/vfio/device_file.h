@@ -5,6 +5,7 @@
 // the last close its CloseDevice.
 #pragma once
 
+#include "base/live_count.h"
 #include "base/ref_counted.h"
 
 namespace vfio {
@@ -25,6 +26,7 @@ class DeviceFile : public vb::RefCounted<DeviceFile> {
 
   vb::RefPtr<Device> device_;
   vb::RefPtr<GroupFile> group_file_;
+  [[no_unique_address]] vb::LiveCount<DeviceFile> live_;
 };
 
 }  // namespace vfio

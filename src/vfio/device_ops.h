@@ -63,7 +63,8 @@ struct SetIrqsRequest {
 // Where an mmap of a region lands: a file the UAPI layer maps on the user's behalf.
 struct MmapTarget {
   int fd = -1;            // e.g. the memfd backing a BAR
-  uint64_t fd_offset = 0;
+  uint64_t fd_offset = 0;  // where the *region* starts in fd; the UAPI layer adds the offset
+                          // within the region (mmap offset - region offset) to it
 };
 
 // VFIO_DEVICE_GET_PCI_HOT_RESET_INFO entry.

@@ -13,6 +13,7 @@
 
 #include <vector>
 
+#include "base/live_count.h"
 #include "base/mutex.h"
 #include "base/ref_counted.h"
 #include "iommu/group.h"
@@ -60,6 +61,7 @@ class Group : public vb::RefCounted<Group> {
   mutable vb::Mutex device_mu_{vb::LockRank::kVfioDeviceList};  // guards devices_ only
   std::vector<Device*> devices_ GUARDED_BY(device_mu_);         // non-owning; registered devices
 
+  [[no_unique_address]] vb::LiveCount<Group> live_;
   int drivers_ = 0;  // registered devices; guarded by the Vfio group registry lock
 };
 

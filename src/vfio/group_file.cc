@@ -1,5 +1,7 @@
 #include "vfio/group_file.h"
 
+#include "base/fail_point.h"
+
 #include "vfio/container.h"
 #include "vfio/device.h"
 #include "vfio/device_file.h"
@@ -82,6 +84,20 @@ vb::Result<vb::RefPtr<DeviceFile>> GroupFile::GetDevice(std::string_view name) {
         return std::unexpected(opened.error());
       }
       ++g.container_users_;
+    }
+    // The device file's allocation (Linux: anon_inode_getfile after the open): failing it closes
+    // the device again, exactly as the last close would.
+    if (VB_FAIL_POINT("vfio.device_file_alloc")) {
+      if (dev->open_count_ == 0) {
+        dev->ops().CloseDevice(*dev);
+        (void)g.container_->WithBackend([&](BackendInstance& b) -> vb::Result<void> {
+          b.UnregisterDevice(*dev);
+          return vb::Ok();
+        });
+        --g.container_users_;
+      }
+      dev->PutRegistration();
+      return vb::Err(ENOMEM, "get_device: file allocation failed");
     }
     ++dev->open_count_;
   }

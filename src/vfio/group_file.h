@@ -6,6 +6,7 @@
 
 #include <string_view>
 
+#include "base/live_count.h"
 #include "base/ref_counted.h"
 #include "base/result.h"
 
@@ -41,6 +42,7 @@ class GroupFile : public vb::RefCounted<GroupFile> {
   friend class Vfio;
   explicit GroupFile(vb::RefPtr<Group> group);
   vb::RefPtr<Group> group_;
+  [[no_unique_address]] vb::LiveCount<GroupFile> live_;
 };
 
 }  // namespace vfio

@@ -548,7 +548,10 @@ vb::Result<MmapTarget> VfioPciDevice::Mmap(uint64_t offset, uint64_t length) con
   if (!BarMmappable(bar)) return vb::Err(EINVAL, "mmap: BAR is not mmappable");
   const uint64_t limit = (hw_->bar(bar).size + kPageSize - 1) & ~(kPageSize - 1);
   if (length == 0 || pos > limit || length > limit - pos) return vb::Err(EINVAL, "mmap: beyond the BAR");
-  return MmapTarget{.fd = hw_->bar_fd(bar), .fd_offset = pos};
+  // fd_offset is where the region (the BAR) starts in the file: the UAPI layer adds the offset
+  // within the region itself. Returning `pos` here mapped 2 * pos (found by the fuzzer: SIGBUS past
+  // the BAR's memfd, and the wrong bytes below it).
+  return MmapTarget{.fd = hw_->bar_fd(bar), .fd_offset = 0};
 }
 
 vb::Result<void> VfioPciDevice::ResetLocked() {

@@ -81,7 +81,9 @@ vb::Result<IovaList> IovaList::PlanAttach(vb::Interval aperture,
 vb::Result<IovaList> IovaList::PlanDetach(const vb::Interval* new_bounds,
                                           std::span<const ReservedRegion> remaining_reserved) const {
   if (ranges_.empty()) return IovaList(*this);
-  if (VB_FAIL_POINT("type1.iova_list_alloc")) return vb::Err(ENOMEM, "type1.iova_list: alloc");
+  // Its own name: detach absorbs this failure (keeps the old list), so injection tests must not
+  // expect it to surface as the call's errno.
+  if (VB_FAIL_POINT("type1.iova_list_rebuild")) return vb::Err(ENOMEM, "type1.iova_list: alloc");
   vb::Interval bounds{ranges_.front().first, ranges_.back().last};
   if (new_bounds) bounds = *new_bounds;
   std::vector<vb::Interval> out = Subtract({bounds}, remaining_reserved);

@@ -62,7 +62,7 @@ class IovaList {
   // nullptr to keep the current outer bounds. `remaining_reserved`: the reserved regions of every
   // group still attached. Returns the rebuilt list, or the current list unchanged when it is empty
   // or the rebuild would leave nothing (the kernel keeps the old list then). Never fails except
-  // ENOMEM (fail point "type1.iova_list_alloc"), which also means "keep the old list".
+  // ENOMEM (fail point "type1.iova_list_rebuild"), which also means "keep the old list".
   vb::Result<IovaList> PlanDetach(const vb::Interval* new_bounds,
                                   std::span<const ReservedRegion> remaining_reserved) const;
 

@@ -58,6 +58,7 @@ TEST_F(Pinned, MunmapOfMappedPagesKeepsTheirBytesForTheDevice) {
   ASSERT_TRUE(Port().Read(kIova + 3 * 4096, &back, 4).has_value());
   EXPECT_EQ(back, v);
   EXPECT_EQ(FaultCount(), faults);
+  EXPECT_EQ(t1.CheckInvariantsForTest(), "") << "page tables follow the moved-aside pieces";
   // Unmapping the record frees the aside memory; the iova then faults as usual.
   auto un = t1.UnmapDma(UnmapRequest{0, kIova, n});
   ASSERT_TRUE(un.has_value());
@@ -150,6 +151,7 @@ TEST_F(Pinned, LargeLeavesSurviveAMoveToAnUnalignedAddress) {
   void* moved = mremap(buf, n, n, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
   ASSERT_EQ(moved, dst);
   PinnedPages::Moved(reinterpret_cast<uint64_t>(buf), n, reinterpret_cast<uint64_t>(dst));
+  EXPECT_EQ(t1.CheckInvariantsForTest(), "");
   for (size_t i = 0; i < n; i += 64 * 4096) EXPECT_EQ(DeviceRead(0x40000000 + i, 1)[0], static_cast<uint8_t>(i >> 12)) << i;
   ASSERT_TRUE(t1.UnmapDma(UnmapRequest{0, 0x40000000, n}).has_value());
   munmap(raw, 2 * n);

@@ -1,9 +1,11 @@
 #include "vfio/type1/type1_iommu.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "base/checked.h"
 #include "base/epoch.h"
+#include "base/fail_point.h"
 #include "iommu/iommu.h"
 #include "vfio/type1/flags.h"
 #include "vfio/type1/pinned_pages.h"
@@ -70,6 +72,8 @@ long Type1Backend::CheckExtension(unsigned long ext) const {
 }
 
 vb::Result<std::unique_ptr<BackendInstance>> Type1Backend::Open(unsigned long type) {
+  if ((type == kExtType1 || type == kExtType1v2 || type == kExtType1Nesting) && VB_FAIL_POINT("type1.iommu_alloc"))
+    return vb::Err(ENOMEM, "type1: vfio_iommu allocation failed");
   switch (type) {
     case kExtType1:
       return std::unique_ptr<BackendInstance>(new Iommu(false, options_));
@@ -161,6 +165,8 @@ vb::Result<void> Iommu::AttachGroup(iommu::Group& group, GroupType type) {
   if (FindDomainLocked(group) ||
       std::find(emulated_groups_.begin(), emulated_groups_.end(), &group) != emulated_groups_.end())
     return vb::Err(EINVAL, "type1 attach: group already attached");
+  // The vfio_iommu_group record (and for a new domain, the vfio_domain) of the kernel.
+  if (VB_FAIL_POINT("type1.group_alloc")) return vb::Err(ENOMEM, "type1 attach: group allocation failed");
   if (type == GroupType::kEmulatedIommu) {
     emulated_groups_.push_back(&group);
     return vb::Ok();
@@ -569,6 +575,106 @@ iommu::Domain* Iommu::DomainOf(const iommu::Group& group) const {
   for (const DomainRec& d : domains_)
     if (std::find(d.groups.begin(), d.groups.end(), &group) != d.groups.end()) return d.domain.get();
   return nullptr;
+}
+
+}  // namespace vfio::type1
+
+namespace vfio::type1 {
+
+std::vector<Iommu::MappingView> Iommu::MappingsForTest() const {
+  vb::MutexLock l(mu_);
+  std::vector<MappingView> out;
+  out.reserve(dmas_.Size());
+  for (const auto& [iova_key, d] : dmas_)
+    out.push_back(MappingView{d.iova, d.size, d.vaddr, d.pinned, d.prot, d.vaddr_invalid, d.iommu_mapped,
+                              d.dirty != nullptr, d.locked_bytes});
+  return out;
+}
+
+bool Iommu::dirty_tracking() const {
+  vb::MutexLock l(mu_);
+  return dirty_tracking_;
+}
+
+std::string Iommu::CheckInvariantsForTest() const {
+  vb::MutexLock l(mu_);
+  char buf[256];
+#define VB_BAD(...)                              \
+  do {                                           \
+    std::snprintf(buf, sizeof buf, __VA_ARGS__); \
+    return std::string(buf);                     \
+  } while (0)
+  uint64_t invalid = 0, mapped_total = 0;
+  bool have_prev = false;
+  uint64_t prev_last = 0;
+  for (const auto& [key, d] : dmas_) {
+    if (key != d.iova) VB_BAD("record keyed %#lx has iova %#lx", key, d.iova);
+    if (d.size == 0 || d.iova + (d.size - 1) < d.iova) VB_BAD("record %#lx: bad size %#lx", d.iova, d.size);
+    if (have_prev && d.iova <= prev_last) VB_BAD("record %#lx overlaps the previous one", d.iova);
+    have_prev = true;
+    prev_last = d.last();
+    if (d.vaddr_invalid) ++invalid;
+    if ((d.dirty != nullptr) != dirty_tracking_)
+      VB_BAD("record %#lx: dirty bitmap %d while tracking %d", d.iova, d.dirty != nullptr, dirty_tracking_);
+    if (d.iommu_mapped != !domains_.empty())
+      VB_BAD("record %#lx: iommu_mapped %d with %zu domains", d.iova, d.iommu_mapped, domains_.size());
+    const uint64_t want_locked = d.iommu_mapped ? d.size : 0;
+    if (d.locked_bytes != want_locked)
+      VB_BAD("record %#lx: locked %#lx, expected %#lx", d.iova, d.locked_bytes, want_locked);
+    if (d.locked_bytes && d.account != &account_) VB_BAD("record %#lx: charged to another account", d.iova);
+    if (!d.iommu_mapped) continue;
+    mapped_total += d.size;
+    const uint32_t want_prot = DomainProt(d.prot);
+    // Where each byte should translate: pinned + offset, or the aside memory of a piece that
+    // pinning moved (a munmap/mremap/madvise under the preload library).
+    auto expected_phys = [&d](uint64_t off) {
+      uint64_t want = d.pinned + off;
+      d.ForEachPiece([&](uint64_t p_off, uint64_t p_len, uint64_t host, const std::shared_ptr<const void>&) {
+        if (off >= p_off && off - p_off < p_len) want = host + (off - p_off);
+      });
+      return want;
+    };
+    for (const DomainRec& rec : domains_) {
+      for (uint64_t off = 0; off < d.size;) {
+        const uint64_t iova = d.iova + off;
+        auto t = rec.domain->IovaToPhys(iova);
+        if (!t) VB_BAD("record %#lx: iova %#lx not translated", d.iova, iova);
+        if (t->phys != expected_phys(off))
+          VB_BAD("record %#lx: iova %#lx -> %#lx, expected %#lx", d.iova, iova, t->phys, expected_phys(off));
+        if (t->prot != want_prot)
+          VB_BAD("record %#lx: iova %#lx prot %u, expected %u", d.iova, iova, t->prot, want_prot);
+        // Step to the next leaf or the next piece boundary, whichever comes first, so a piece
+        // boundary inside a leaf is still checked on both sides.
+        const uint64_t leaf = t->leaf_size ? t->leaf_size : iommu::kPage4K;
+        uint64_t step = leaf - (iova & (leaf - 1));
+        d.ForEachPiece([&](uint64_t p_off, uint64_t p_len, uint64_t, const std::shared_ptr<const void>&) {
+          if (p_off > off && p_off - off < step) step = p_off - off;
+          if (p_off + p_len > off && p_off + p_len - off < step) step = p_off + p_len - off;
+        });
+        off += step;
+      }
+    }
+  }
+  if (invalid != vaddr_invalid_count_)
+    VB_BAD("%lu records have invalid vaddrs, counter says %lu", invalid, vaddr_invalid_count_);
+  int groups = 0;
+  uint64_t bitmap = kAllPgsizes;
+  for (const DomainRec& rec : domains_) {
+    if (rec.groups.empty()) VB_BAD("a domain without groups");
+    for (const iommu::Group* g : rec.groups)
+      if (!g->IsCurrentDomain(*rec.domain)) VB_BAD("group %d is not attached to its domain", g->id());
+    groups += static_cast<int>(rec.groups.size());
+    const iommu::IoPageTable* pt = rec.domain->page_table();
+    if (!pt) VB_BAD("a type1 domain without a page table");
+    if (pt->mapped_bytes() != mapped_total)
+      VB_BAD("a domain maps %#lx bytes, the records %#lx", pt->mapped_bytes(), mapped_total);
+    bitmap &= rec.domain->pgsize_bitmap();
+  }
+  if (groups != num_non_pinned_groups_) VB_BAD("%d groups in domains, counter says %d", groups, num_non_pinned_groups_);
+  if (bitmap & (kCpuPage - 1)) bitmap = (bitmap & ~(kCpuPage - 1)) | kCpuPage;
+  if (bitmap != pgsize_bitmap_) VB_BAD("pgsize bitmap %#lx, domains give %#lx", pgsize_bitmap_, bitmap);
+#undef VB_BAD
+  return "";
 }
 
 }  // namespace vfio::type1

@@ -21,8 +21,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "base/live_count.h"
 #include "base/mutex.h"
 #include "iommu/domain.h"
 #include "iommu/group.h"
@@ -101,6 +103,27 @@ class Iommu final : public BackendInstance {
   vb::Result<void> RetargetHost(uint64_t host, uint64_t len, uint64_t new_host, std::shared_ptr<const void> keep)
       EXCLUDES(mu_);
 
+  // ---- Introspection for tests, the fuzzer and the fail-nth snapshots ----
+  // One record as type1 holds it.
+  struct MappingView {
+    uint64_t iova = 0, size = 0, vaddr = 0, pinned = 0;
+    uint32_t prot = 0;
+    bool vaddr_invalid = false, iommu_mapped = false, has_dirty_bitmap = false;
+    uint64_t locked_bytes = 0;
+    friend bool operator==(const MappingView&, const MappingView&) = default;
+  };
+  std::vector<MappingView> MappingsForTest() const EXCLUDES(mu_);
+  bool dirty_tracking() const EXCLUDES(mu_);
+  // Cross-checks the records against the hardware state and the counters, under the backend lock:
+  // records ordered and disjoint; every record of a container with a domain is pinned and charged
+  // exactly its size (none charged without one); every page of every record translates, in every
+  // domain, to pinned + offset with the record's permissions, and a domain maps no byte that no
+  // record covers (mapped_bytes equals the records' total); every group of a domain has it as its
+  // current domain; the VADDR-invalid, dirty-bitmap, group and page-size counters agree with the
+  // records. Returns "" when consistent, else a description of the first violation. Cost: one
+  // page-table lookup per leaf of every mapping.
+  std::string CheckInvariantsForTest() const EXCLUDES(mu_);
+
   // Test hook: called inside ForFirstDevice with the member the domain is derived from (the IOMMU
   // group's lock held). Null to clear.
   static void SetAttachHookForTest(std::function<void(hw::Device&)> hook);
@@ -145,6 +168,7 @@ class Iommu final : public BackendInstance {
   uint64_t vaddr_invalid_count_ GUARDED_BY(mu_) = 0;
   int num_non_pinned_groups_ GUARDED_BY(mu_) = 0;
   bool dirty_tracking_ GUARDED_BY(mu_) = false;
+  [[no_unique_address]] vb::LiveCount<Iommu> live_;
 };
 
 class Type1Backend final : public IommuBackend {
