@@ -275,8 +275,10 @@ TEST_F(VfioPciIrq, MessagesRacingMsixSetupNeitherDeadlockNorBreakTheNextSignal) 
   }
   stop = true;
   ringer.join();
-  v0.Take();
   ASSERT_EQ(vb::ErrnoOf(Irqs(d, kEfdTrigger, 2, 0, 1, {v0.fd})), 0);
+  // A message the race left pending (PBA) may be delivered as the vector comes back, as on
+  // hardware; what must hold is that the next signal arrives exactly once.
+  v0.Take();
   ep0->SignalMsix(0);
   EXPECT_EQ(v0.Take(), 1u);
 }
