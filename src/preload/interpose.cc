@@ -39,6 +39,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "base/mutex.h"
 #include "preload/backend.h"
@@ -414,10 +415,33 @@ const preload::ControlFile* ControlAtPath(const Rewritten& rw) {
 
 // ---------------------------------------------------------------- open
 
+// A PCI function's `config` file is rewritten from the device just before it is opened, so a
+// program that changes config space through VFIO (COMMAND, BARs, MSI) and then reads sysfs sees the
+// change, as on Linux. Reads through an fd opened earlier still see the bytes of their open.
+void RefreshConfigFile(const Rewritten& rw) {
+  if (!rw.r.ours || !rw.r.logical || g_forked_child.load()) return;
+  const char* slash = strrchr(rw.r.logical, '/');
+  if (!slash || strcmp(slash, "/config") != 0) return;
+  const char* dir = slash;
+  while (dir > rw.r.logical && dir[-1] != '/') --dir;
+  std::string device(dir, static_cast<size_t>(slash - dir));
+  ErrnoSaver keep;
+  std::vector<uint8_t> bytes;
+  {
+    BusyScope busy;
+    if (!g_backend || !g_backend->CurrentConfig(device, &bytes) || bytes.empty()) return;
+  }
+  int wfd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, rw.r.path, O_WRONLY | O_CLOEXEC));
+  if (wfd < 0) return;
+  (void)syscall(SYS_pwrite64, wfd, bytes.data(), bytes.size(), 0);
+  (void)syscall(SYS_close, wfd);
+}
+
 int OpenAt(int dirfd, const char* path, int flags, mode_t mode) {
   Rewritten rw;
   const char* real = Rewrite(path, &rw);
   if (rw.r.dev_node && !(flags & O_PATH)) return OpenNode(rw, flags);
+  RefreshConfigFile(rw);
   int fd = RealOpenat()(dirfd, real, flags, mode);
   if (fd >= 0 && (flags & O_ACCMODE) != O_RDONLY) {
     // Relative to a directory fd that may be inside the tree, too.
@@ -685,6 +709,7 @@ static FILE* FopenCommon(const char* path, const char* mode, FILE* (*real)(const
   }
   if (WantsWrite(mode))
     if (const preload::ControlFile* c = ControlAtPath(rw)) return ControlStream(*c, mode);
+  RefreshConfigFile(rw);
   return real(p, mode);
 }
 INTERPOSE(FILE*, fopen, (const char* path, const char* mode)) {

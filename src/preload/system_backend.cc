@@ -91,6 +91,14 @@ SystemBackend::SystemBackend(std::unique_ptr<topology::System> system)
 
 SystemBackend::~SystemBackend() = default;
 
+bool SystemBackend::CurrentConfig(const std::string& device, std::vector<uint8_t>* out) {
+  vb::RefPtr<hw::Device> dev = system_->machine().FindDevice(device);
+  auto* pci = dynamic_cast<hw::PciDevice*>(dev.get());
+  if (!pci) return false;
+  *out = pci->ConfigSnapshot();
+  return true;
+}
+
 void SystemBackend::PrintFaultLog() {
   size_t total = 0;
   for (iommu::Iommu* instance : system_->iommu_core().Iommus()) total += instance->fault_log().size();

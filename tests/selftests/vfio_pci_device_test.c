@@ -69,6 +69,25 @@ TEST(command_master_starts_clear_and_can_be_set_and_cleared) {
   CHECK(!(cmd & 0x4));
 }
 
+/* sysfs `config` reads the device as it is now: a COMMAND change made through VFIO shows there. */
+TEST(sysfs_config_shows_a_command_change_made_through_vfio) {
+  struct vu_device d;
+  CHECK(vu_open_device(&d, vu_bdf, vu_iommu_type) == 0);
+  char path[256];
+  snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/config", vu_bdf);
+  uint16_t cmd = 0, seen = 0;
+  CHECK(pread(d.device, &cmd, 2, CONFIG_OFFSET(d) + 4) == 2);
+  for (int round = 0; round < 2; ++round) {
+    cmd ^= 0x6; /* memory and bus master on, then off again */
+    CHECK(pwrite(d.device, &cmd, 2, CONFIG_OFFSET(d) + 4) == 2);
+    int fd = open(path, O_RDONLY);
+    CHECK(fd >= 0);
+    EXPECT_EQ(pread(fd, &seen, 2, 4), 2);
+    close(fd);
+    EXPECT_EQ(seen & 0x6, cmd & 0x6);
+  }
+}
+
 TEST(every_mmap_capable_bar_maps_in_full) {
   struct vu_device d;
   CHECK(vu_open_device(&d, vu_bdf, vu_iommu_type) == 0);
