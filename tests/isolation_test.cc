@@ -18,6 +18,7 @@
 #include "iommu/group.h"
 #include "iommu/iommu.h"
 #include "topology/system.h"
+#include "vfio/testing/vfio_fixture.h"
 #include "vfio/type1/flags.h"
 #include "vfio/type1/type1_iommu.h"
 
@@ -25,11 +26,7 @@ namespace {
 
 namespace t1 = vfio::type1;
 
-int Scaled(int n) {
-  const char* s = std::getenv("VB_STRESS_SCALE");
-  const int r = static_cast<int>(n * (s ? std::atof(s) : 1.0));
-  return r < 1 ? 1 : r;
-}
+using vfio::testing::Scaled;
 
 struct Buffer {
   explicit Buffer(size_t n) : size(n) {

@@ -20,6 +20,7 @@
 #include "hw/pci_regs.h"
 #include "iommu/iommu.h"
 #include "topology/system.h"
+#include "vfio/testing/vfio_fixture.h"
 #include "vfio/type1/flags.h"
 #include "vfio/type1/locked_memory.h"
 #include "vfio/type1/type1_iommu.h"
@@ -28,11 +29,7 @@ namespace {
 
 namespace t1 = vfio::type1;
 
-int Scaled(int n) {
-  const char* s = std::getenv("VB_STRESS_SCALE");
-  const int r = static_cast<int>(n * (s ? std::atof(s) : 1.0));
-  return r < 1 ? 1 : r;
-}
+using vfio::testing::Scaled;
 
 struct Efd {
   Efd() : fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
@@ -162,7 +159,9 @@ TEST_F(SurpriseRemoval, DuringDeviceDmaNoDmaReachesMemoryOnceRemoved) {
   stop = true;
   dma.join();
   EXPECT_EQ(after_removal_ok.load(), 0u);
-  EXPECT_EQ(ok.load(), ok_at_removal);
+  // The one transfer that was in flight at removal finished its copy before removal returned (its
+  // bytes are under the memset above) but may count itself afterwards.
+  EXPECT_LE(ok.load(), ok_at_removal + 1);
   for (size_t i = 0; i < kBuf; ++i) ASSERT_EQ(buf[i], 0x11) << "byte " << i << " written after removal";
   ExpectAllReleased();
 }
