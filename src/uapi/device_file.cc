@@ -55,6 +55,7 @@ long DeviceFileObject::Dispatch(unsigned long request, unsigned long arg) {
     case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: return GetHotResetInfo(arg);
     case VFIO_DEVICE_PCI_HOT_RESET: return HotReset(arg);
     case VFIO_DEVICE_FEATURE: return Feature(arg);
+    case VFIO_DEVICE_IOEVENTFD: return Ioeventfd(arg);
     default: return -ENOTTY;
   }
 }
@@ -229,6 +230,18 @@ long DeviceFileObject::Feature(unsigned long arg) {
   // No driver here has migration or DMA-logging ops (core: ENOTTY), and DeviceOps has no feature
   // hook yet: every other feature answers as vfio-pci does for one it does not know (ENOTTY).
   return -ENOTTY;
+}
+
+long DeviceFileObject::Ioeventfd(unsigned long arg) {
+  constexpr size_t kMinsz = offsetof(vfio_device_ioeventfd, fd) + sizeof(int32_t);  // end of fd: 28
+  vfio_device_ioeventfd e{};
+  if (CopyFromUser(&e, arg, kMinsz) != 0) return -EFAULT;
+  if (e.argsz < kMinsz) return -EINVAL;
+  if (e.flags & ~VFIO_DEVICE_IOEVENTFD_SIZE_MASK) return -EINVAL;
+  // Exactly one size bit, and fd -1 (delete) or an fd.
+  const uint32_t width = e.flags & VFIO_DEVICE_IOEVENTFD_SIZE_MASK;
+  if (!OneBit(width) || e.fd < -1) return -EINVAL;
+  return Errno(ops().Ioeventfd(dev(), vfio::IoeventfdRequest{.offset = e.offset, .data = e.data, .width = width, .fd = e.fd}));
 }
 
 ssize_t DeviceFileObject::Pread(void* buf, size_t count, off_t offset) {

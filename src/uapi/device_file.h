@@ -48,6 +48,7 @@ class DeviceFileObject final : public FileObject {
   long GetHotResetInfo(unsigned long arg);
   long HotReset(unsigned long arg);
   long Feature(unsigned long arg);
+  long Ioeventfd(unsigned long arg);
   vfio::Device& dev() const;
   vfio::DeviceOps& ops() const;
 

@@ -266,6 +266,40 @@ TEST_F(DeviceFileTest, DeviceFeatureRows) {
   EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_FEATURE, 1ul), -EFAULT);
 }
 
+TEST_F(DeviceFileTest, IoeventfdRows) {
+  // The driver sees only requests that pass the header checks (argsz ≥ 28, flags within the size
+  // mask with exactly one size bit, fd ≥ -1); the BAR/offset/eventfd rows are the driver's.
+  struct Row {
+    uint32_t argsz, flags;
+    int32_t fd;
+    int err;
+  } rows[] = {
+      {27, VFIO_DEVICE_IOEVENTFD_32, 5, -EINVAL},
+      {28, 0, 5, -EINVAL},
+      {28, VFIO_DEVICE_IOEVENTFD_8 | VFIO_DEVICE_IOEVENTFD_16, 5, -EINVAL},
+      {28, VFIO_DEVICE_IOEVENTFD_32 | 0x10, 5, -EINVAL},
+      {28, 0x80000000u | VFIO_DEVICE_IOEVENTFD_64, 5, -EINVAL},
+      {28, VFIO_DEVICE_IOEVENTFD_64, -2, -EINVAL},
+      {28, VFIO_DEVICE_IOEVENTFD_64, -1, 0},
+      {28, VFIO_DEVICE_IOEVENTFD_8, 5, 0},
+      {64, VFIO_DEVICE_IOEVENTFD_16, 5, 0},
+  };
+  for (const Row& r : rows) {
+    const int before = fake.ioeventfd_calls;
+    vfio_device_ioeventfd e{r.argsz, r.flags, (uint64_t{2} << 40) | 0x10, 0x1122334455667788, r.fd};
+    EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_IOEVENTFD, &e), r.err) << r.argsz << " " << r.flags << " " << r.fd;
+    EXPECT_EQ(fake.ioeventfd_calls, before + (r.err == 0)) << r.argsz << " " << r.flags;
+  }
+  EXPECT_EQ(fake.last_ioeventfd.offset, (uint64_t{2} << 40) | 0x10);
+  EXPECT_EQ(fake.last_ioeventfd.data, 0x1122334455667788u);
+  EXPECT_EQ(fake.last_ioeventfd.width, 2u);
+  EXPECT_EQ(fake.last_ioeventfd.fd, 5);
+  // The 28 bytes are read whatever argsz says: a struct ending in an unreadable page faults.
+  GuardPage g;
+  EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_IOEVENTFD, g.At<uint8_t>(27)), -EFAULT);
+  EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_IOEVENTFD, 1ul), -EFAULT);
+}
+
 TEST_F(DeviceFileTest, UnknownRequestsAnswerEnotty) {
   for (unsigned long req : std::initializer_list<unsigned long>{VFIO_GET_API_VERSION, VFIO_GROUP_GET_STATUS, VFIO_GROUP_GET_DEVICE_FD,
                             VFIO_IOMMU_UNMAP_DMA /* = +14 */,

@@ -27,6 +27,7 @@
 #include "uapi/container_file.h"
 #include "uapi/fd_table.h"
 #include "uapi/node_table.h"
+#include "vfio/pci/vfio_pci_driver.h"
 #include "vfio/type1/locked_memory.h"
 #include "vfio/type1/type1_iommu.h"
 
@@ -120,8 +121,12 @@ class FailNth : public ::testing::Test {
                                                      static_cast<uint64_t>(g->current_domain_type())};
     for (const auto& g : sys_->vfio().Groups()) {
       s.groups["vfio" + std::to_string(g->id())] = {g->attached_to_container(), g->dead()};
-      for (const auto& d : g->Devices())
+      for (const auto& d : g->Devices()) {
         s.devices[d->name()] = {static_cast<uint64_t>(d->open_count()), d->registrations()};
+        if (auto* pci = dynamic_cast<vfio::pci::VfioPciDriver*>(&d->ops())) {
+          if (auto* state = pci->StateOf(d->hw())) s.devices[d->name()].push_back(state->ioeventfd_stats().registered);
+        }
+      }
     }
     return s;
   }
@@ -286,6 +291,11 @@ TEST_F(FailNth, EveryIoctlPathFailsCleanlyAtEveryFailPoint) {
   FailNthPath("SET_IRQS INTx eventfd", [&] { return Ioctl(d1, VFIO_DEVICE_SET_IRQS, irq); });
   is->index = VFIO_PCI_REQ_IRQ_INDEX;
   FailNthPath("SET_IRQS REQ eventfd", [&] { return Ioctl(d1, VFIO_DEVICE_SET_IRQS, irq); });
+  // An ioeventfd on the test endpoint's scratch register (BAR2 + 4), then its delete.
+  vfio_device_ioeventfd io{sizeof(io), VFIO_DEVICE_IOEVENTFD_32, (uint64_t{VFIO_PCI_BAR2_REGION_INDEX} << 40) | 4, 1, efd};
+  FailNthPath("IOEVENTFD", [&] { return Ioctl(d2, VFIO_DEVICE_IOEVENTFD, &io); });
+  io.fd = -1;
+  FailNthPath("IOEVENTFD delete", [&] { return Ioctl(d2, VFIO_DEVICE_IOEVENTFD, &io); });
   // Region read/write (bounce buffers).
   auto dobj = FdTable::Global().Lookup(d1).object;
   uint32_t cfg = 0;

@@ -206,6 +206,13 @@ void DecodeFields(Line& l, const char* kind, unsigned long req, unsigned long ar
       if (Read(l, arg, &s)) l.Add("{argsz=%u, flags=%#x}", s.argsz, s.flags);
       return;
     }
+    case VFIO_DEVICE_IOEVENTFD: {
+      vfio_device_ioeventfd s;
+      if (Read(l, arg, &s))
+        l.Add("{argsz=%u, flags=%#x, offset=%#llx, data=%#llx, fd=%d}", s.argsz, s.flags,
+              static_cast<unsigned long long>(s.offset), static_cast<unsigned long long>(s.data), s.fd);
+      return;
+    }
     default:
       l.Add("%#lx", arg);
       return;

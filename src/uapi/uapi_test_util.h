@@ -108,6 +108,11 @@ class FakePciDriver final : public hw::Driver, public vfio::DeviceOps {
     ++set_irqs_calls;
     return 0;
   }
+  vb::Result<void> Ioeventfd(vfio::Device&, const vfio::IoeventfdRequest& req) override {
+    last_ioeventfd = req;
+    ++ioeventfd_calls;
+    return vb::Ok();
+  }
   vb::Result<size_t> Read(vfio::Device&, void* buf, size_t count, uint64_t offset) override {
     if ((offset >> kShift) != 7) return vb::Err(EINVAL, "fake: only config is readable");
     uint64_t pos = offset & ((uint64_t{1} << kShift) - 1);
@@ -147,6 +152,8 @@ class FakePciDriver final : public hw::Driver, public vfio::DeviceOps {
   std::vector<uint8_t> last_bools;
   std::vector<int32_t> last_fds;
   int set_irqs_calls = 0;
+  vfio::IoeventfdRequest last_ioeventfd;
+  int ioeventfd_calls = 0;
   int resets = 0;
   int hot_reset_errno = 0;
   std::vector<vfio::GroupFile*> hot_reset_groups;

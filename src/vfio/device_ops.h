@@ -60,6 +60,16 @@ struct SetIrqsRequest {
   std::span<const int32_t> fds;    // DATA_EVENTFD: count fds (-1: unset that vector)
 };
 
+// VFIO_DEVICE_IOEVENTFD after the UAPI layer's checks (argsz, flags with exactly one size bit,
+// fd >= -1): write `data` of `width` bytes at region offset `offset` whenever eventfd `fd` is
+// signalled; fd -1 deletes the registration with the same offset, width and data.
+struct IoeventfdRequest {
+  uint64_t offset = 0;  // region offset (index << 40 | offset within the region for vfio-pci)
+  uint64_t data = 0;
+  uint32_t width = 0;   // 1, 2, 4 or 8
+  int32_t fd = -1;
+};
+
 // Where an mmap of a region lands: a file the UAPI layer maps on the user's behalf.
 struct MmapTarget {
   int fd = -1;            // e.g. the memfd backing a BAR
@@ -102,6 +112,8 @@ class DeviceOps {
   virtual vb::Result<size_t> Write(Device&, const void* buf, size_t count, uint64_t offset) { return vb::Err(EINVAL, "no write"); }
   // mmap(offset, length) of a mappable region (MAP_SHARED only; the UAPI layer checks that).
   virtual vb::Result<MmapTarget> Mmap(Device&, uint64_t offset, uint64_t length, int prot) { return vb::Err(EINVAL, "no mmap"); }
+  // VFIO_DEVICE_IOEVENTFD (a vfio-pci ioctl: other drivers answer ENOTTY).
+  virtual vb::Result<void> Ioeventfd(Device&, const IoeventfdRequest&) { return vb::Err(ENOTTY, "no ioeventfd"); }
   // VFIO_DEVICE_RESET.
   virtual vb::Result<void> Reset(Device&) { return vb::Err(ENOTTY, "no reset"); }
   virtual vb::Result<std::vector<HotResetDependent>> GetPciHotResetInfo(Device&) { return vb::Err(ENOTTY, "not pci"); }

@@ -202,6 +202,67 @@ static void software_trigger(uint32_t index) {
 TEST(msi_software_trigger_signals_each_vector) { software_trigger(VFIO_PCI_MSI_IRQ_INDEX); }
 TEST(msix_software_trigger_signals_each_vector) { software_trigger(VFIO_PCI_MSIX_IRQ_INDEX); }
 
+/* VFIO_DEVICE_IOEVENTFD (kernel-vfio.md §6.11): the header and BAR rows, EEXIST/ENODEV, and a
+ * signalled eventfd becoming a register write: the edu's liveness register (BAR0 + 4, reads back
+ * the complement) or the test endpoint's scratch register (BAR2 + 4, reads back the value). */
+TEST(ioeventfd_rows_and_a_signalled_register_write) {
+  struct vu_device d;
+  CHECK(vu_open_device(&d, vu_bdf, vu_iommu_type) == 0);
+  const unsigned long vendor = vu_sysfs_ulong(vu_bdf, "vendor"), device = vu_sysfs_ulong(vu_bdf, "device");
+  uint32_t bar;
+  int complement;
+  if (vendor == 0x1234 && device == 0x11e8) {
+    bar = VFIO_PCI_BAR0_REGION_INDEX;
+    complement = 1;
+  } else if (vendor == 0x1234 && device == 0x7e57) {
+    bar = VFIO_PCI_BAR2_REGION_INDEX;
+    complement = 0;
+  } else {
+    SKIP("no known scratch register on %04lx:%04lx", vendor, device);
+  }
+  uint16_t cmd = 0x2; /* memory decode */
+  CHECK(pwrite(d.device, &cmd, 2, CONFIG_OFFSET(d) + 4) == 2);
+  const int efd = eventfd(0, EFD_CLOEXEC);
+  CHECK(efd >= 0);
+  st_defer_close(efd);
+  const uint64_t reg = ((uint64_t)bar << 40) | 4;
+  struct vfio_device_ioeventfd io = {.argsz = sizeof io, .flags = VFIO_DEVICE_IOEVENTFD_32,
+                                     .offset = reg, .data = 0x5a5a1234, .fd = efd};
+  struct vfio_device_ioeventfd bad = io;
+  bad.argsz = 27;
+  EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &bad), EINVAL);
+  bad = io;
+  bad.flags = 0;
+  EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &bad), EINVAL);
+  bad.flags = VFIO_DEVICE_IOEVENTFD_16 | VFIO_DEVICE_IOEVENTFD_32;
+  EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &bad), EINVAL);
+  bad = io;
+  bad.offset = CONFIG_OFFSET(d);
+  EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &bad), EINVAL);
+  bad = io;
+  bad.offset = ((uint64_t)bar << 40) | (1ull << 39);
+  EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &bad), EINVAL);
+  bad = io;
+  bad.fd = -1;
+  EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &bad), ENODEV);
+  CHECK(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &io) == 0);
+  EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &io), EEXIST);
+  /* The kernel writes when the eventfd is signalled; wait (bounded) for the register to show it. */
+  const uint64_t one = 1;
+  CHECK(write(efd, &one, sizeof one) == sizeof one);
+  const uint32_t want = complement ? ~0x5a5a1234u : 0x5a5a1234u;
+  uint32_t v = 0;
+  for (int i = 0; i < 2000; ++i) {
+    CHECK(pread(d.device, &v, 4, reg) == 4);
+    if (v == want) break;
+    usleep(1000);
+  }
+  EXPECT_EQ(v, want);
+  io.fd = -1;
+  CHECK(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &io) == 0);
+  EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &io), ENODEV);
+}
+
 TEST(device_fd_open_close_ten_times) {
   struct vu_device d;
   CHECK(vu_open_container(&d, vu_bdf, vu_iommu_type) == 0);

@@ -1,11 +1,15 @@
 #include "vfio/pci/eventfd.h"
 
 #include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #include "base/fail_point.h"
 
@@ -24,6 +28,27 @@ vb::Result<EventFd> EventFd::FromUserFd(int fd) {
   e.fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (e.fd_ < 0) return vb::Err(errno == EMFILE ? EMFILE : ENOMEM, "eventfd: dup failed");
   return e;
+}
+
+namespace {
+// The "eventfd-id:" line of /proc/self/fdinfo/<fd>, or -1.
+long long EventfdId(int fd) {
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("eventfd-id:", 0) == 0) return std::stoll(line.substr(11));
+  return -1;
+}
+}  // namespace
+
+bool EventFd::SameFile(const EventFd& other) const {
+  if (fd_ < 0 || other.fd_ < 0) return false;
+  if (fd_ == other.fd_) return true;
+  const pid_t self = getpid();
+  const long r = syscall(SYS_kcmp, self, self, KCMP_FILE, fd_, other.fd_);
+  if (r >= 0) return r == 0;
+  const long long a = EventfdId(fd_);
+  return a >= 0 && a == EventfdId(other.fd_);
 }
 
 void EventFd::Signal() const {

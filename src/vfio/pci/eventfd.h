@@ -29,6 +29,9 @@ class EventFd {
   static vb::Result<EventFd> FromUserFd(int fd);
 
   bool valid() const { return fd_ >= 0; }
+  // Whether both refer to the same eventfd (one open file: the user passed it twice, or dups of
+  // it). kcmp(KCMP_FILE), or where that is refused the eventfd-id fdinfo shows; false if neither.
+  bool SameFile(const EventFd& other) const;
   int fd() const { return fd_; }
   void Signal() const;
   void Reset();

@@ -1,16 +1,18 @@
 // vfio::pci::VfioPciDevice: vfio-pci's state for one bound PCI function (Linux: struct
 // vfio_pci_core_device): whether it is open, whether a function reset works, the virtual config
 // space, the interrupt mode and the router that turns the device's interrupts into eventfd
-// signals, and the hardware state saved at open. It implements the typed device-fd operations;
+// signals, the ioeventfds registered during this open, and the hardware state saved at open. It implements the typed device-fd operations;
 // the driver (VfioPciDriver) finds it, takes its device set's lock and calls in.
 //
 // Owned by the driver from probe until remove. Locks: every mutable field is guarded by the
 // device set's lock (mu(), kVfioPciDevSet); the InterruptRouter has its own (kIrq) and is the
 // only part the device's interrupt delivery touches. Calls into the hw device (kDeviceState)
-// are made with the set lock held.
+// are made with the set lock held. The ioeventfd watcher thread takes the set lock to write (so the
+// set of ioeventfds is destroyed only after that lock is released: CloseLocked hands it back).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "vfio/device_ops.h"
 #include "vfio/pci/dev_set.h"
 #include "vfio/pci/interrupt_router.h"
+#include "vfio/pci/ioeventfd_set.h"
 #include "vfio/pci/virtual_config.h"
 
 namespace vfio::pci {
@@ -59,7 +62,9 @@ class VfioPciDevice {
 
   // ---- open / close (§6.2) ----
   vb::Result<void> OpenLocked() REQUIRES(set_->mu);
-  void CloseLocked() REQUIRES(set_->mu);
+  // Returns the device's ioeventfds, dropped from it here: the caller destroys them after
+  // releasing the set's lock (their watcher thread may be waiting for it).
+  [[nodiscard]] std::unique_ptr<IoeventfdSet> CloseLocked() REQUIRES(set_->mu);
   bool open_locked() const REQUIRES(set_->mu) { return open_; }
   bool needs_reset_locked() const REQUIRES(set_->mu) { return needs_reset_; }
 
@@ -72,6 +77,17 @@ class VfioPciDevice {
   vb::Result<size_t> WriteLocked(const void* buf, size_t count, uint64_t offset) REQUIRES(set_->mu);
   vb::Result<MmapTarget> Mmap(uint64_t offset, uint64_t length) const;
   vb::Result<void> ResetLocked() REQUIRES(set_->mu);
+  // VFIO_DEVICE_IOEVENTFD (§6.11): EINVAL for a region that is not an implemented BAR, a write
+  // beyond the BAR or one touching the MSI-X table; then IoeventfdSet::Assign's answers.
+  vb::Result<void> IoeventfdLocked(const IoeventfdRequest& req) REQUIRES(set_->mu);
+  // Entries registered now; signals handled since probe: writes made, and writes the device
+  // refused (decode off).
+  struct IoeventfdStats {
+    uint64_t registered = 0;
+    uint64_t written = 0;
+    uint64_t dropped = 0;
+  };
+  IoeventfdStats ioeventfd_stats() const EXCLUDES(set_->mu);
 
   // A reset of the function by any method (FLR, PM, bus), with the hardware state saved and
   // restored around it as the PCI core does; the interrupt setup survives. Clears needs_reset.
@@ -99,6 +115,10 @@ class VfioPciDevice {
   vb::Result<size_t> ConfigRwLocked(uint8_t* buf, size_t count, uint64_t pos, bool write) REQUIRES(set_->mu);
   vb::Result<size_t> BarRwLocked(int bar, uint8_t* buf, size_t count, uint64_t pos, bool write) REQUIRES(set_->mu);
 
+  // An ioeventfd fired (watcher thread): writes its data unless the entry is gone by now; a write
+  // the BAR refuses (memory decode off) is dropped, as the kernel's test_mem path does.
+  void FireIoeventfd(uint64_t id, const IoeventfdKey& key) EXCLUDES(set_->mu);
+
   vb::Result<int> SetIntxLocked(const SetIrqsRequest& req) REQUIRES(set_->mu);
   vb::Result<int> SetMsiLocked(const SetIrqsRequest& req, MsiKind kind) REQUIRES(set_->mu);
   vb::Result<int> SetErrReqLocked(const SetIrqsRequest& req) REQUIRES(set_->mu);
@@ -120,6 +140,8 @@ class VfioPciDevice {
   std::vector<uint8_t> saved_at_open_ GUARDED_BY(set_->mu);
   IrqMode mode_ GUARDED_BY(set_->mu) = IrqMode::kNone;
   uint32_t num_vectors_ GUARDED_BY(set_->mu) = 0;  // allocated MSI/MSI-X vectors
+  std::unique_ptr<IoeventfdSet> ioeventfds_ GUARDED_BY(set_->mu);  // made at the first IOEVENTFD
+  IoeventfdStats ioeventfd_stats_ GUARDED_BY(set_->mu);
 };
 
 }  // namespace vfio::pci

@@ -100,9 +100,13 @@ vb::Result<void> VfioPciDriver::OpenDevice(Device& dev) {
 
 void VfioPciDriver::CloseDevice(Device& dev) {
   VfioPciDevice& s = Get(dev);
-  vb::MutexLock l(s.mu());
-  s.CloseLocked();
-  TryBusResetLocked(s);
+  std::unique_ptr<IoeventfdSet> ioeventfds;
+  {
+    vb::MutexLock l(s.mu());
+    ioeventfds = s.CloseLocked();
+    TryBusResetLocked(s);
+  }
+  // Their watcher is joined here, with the set's lock released (it may be waiting for it).
 }
 
 vb::Result<std::vector<hw::PciDevice*>> VfioPciDriver::AffectedByBusReset(const hw::PciDevice& dev) {
@@ -179,6 +183,12 @@ vb::Result<size_t> VfioPciDriver::Write(Device& dev, const void* buf, size_t cou
 
 vb::Result<MmapTarget> VfioPciDriver::Mmap(Device& dev, uint64_t offset, uint64_t length, int) {
   return Get(dev).Mmap(offset, length);
+}
+
+vb::Result<void> VfioPciDriver::Ioeventfd(Device& dev, const IoeventfdRequest& req) {
+  VfioPciDevice& s = Get(dev);
+  vb::MutexLock l(s.mu());
+  return s.IoeventfdLocked(req);
 }
 
 vb::Result<void> VfioPciDriver::Reset(Device& dev) {

@@ -3,8 +3,8 @@
 // functions sharing a bus reset) and registers a vfio::Device; Remove unregisters, which blocks
 // until every user handle is closed while REQ is signalled. As DeviceOps it answers the device fd:
 // regions (BARs, ROM, config, VGA) at index << 40, config space virtualization, INTx/MSI/MSI-X/
-// ERR/REQ on eventfds, function reset and bus (hot) reset. Like every VFIO driver it manages DMA
-// itself.
+// ERR/REQ on eventfds, ioeventfds (BAR writes on an eventfd signal), function reset and bus (hot)
+// reset. Like every VFIO driver it manages DMA itself.
 //
 // Bus mastering is the user's job, as on real hardware: SET_IRQS enables MSI/MSI-X in the
 // function's capability, but a message (or a DMA) only goes out once the user has set the bus
@@ -49,6 +49,7 @@ class VfioPciDriver final : public hw::Driver, public DeviceOps {
   vb::Result<size_t> Read(Device& dev, void* buf, size_t count, uint64_t offset) override;
   vb::Result<size_t> Write(Device& dev, const void* buf, size_t count, uint64_t offset) override;
   vb::Result<MmapTarget> Mmap(Device& dev, uint64_t offset, uint64_t length, int prot) override;
+  vb::Result<void> Ioeventfd(Device& dev, const IoeventfdRequest& req) override;
   vb::Result<void> Reset(Device& dev) override;
   // ENODEV: no bus reset possible (root bus); EPERM: an affected device has no IOMMU group.
   vb::Result<std::vector<HotResetDependent>> GetPciHotResetInfo(Device& dev) override;
