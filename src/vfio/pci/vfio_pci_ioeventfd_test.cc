@@ -35,15 +35,19 @@ class VfioPciIoeventfd : public VfioPciFixture {
     ASSERT_EQ(write(e.fd, &one, sizeof one), static_cast<ssize_t>(sizeof one));
   }
   uint8_t* Bar0() const { return static_cast<uint8_t*>(ep0->bar_host(0)); }
+  // A plain read of BAR0's memory: only where no write can be in flight (after a delete, a close,
+  // or a WaitStats that saw every signal handled).
   uint64_t Bar0Qword(uint64_t pos) const {
     uint64_t v = 0;
     std::memcpy(&v, Bar0() + pos, sizeof v);
     return v;
   }
-  // Waits (bounded) until BAR0's qword at `pos` equals `want`.
+  // Waits (bounded) until BAR0's qword at `pos` equals `want`. Reads through the device (its state
+  // lock orders them with the watcher's writes; memory decode must be on).
   bool WaitBar0(uint64_t pos, uint64_t want) {
     for (int i = 0; i < 5000; ++i) {
-      if (Bar0Qword(pos) == want) return true;
+      uint64_t v = 0;
+      if (ep0->BarRead(0, pos, &v, sizeof v).has_value() && v == want) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     return false;
