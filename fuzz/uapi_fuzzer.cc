@@ -2,7 +2,9 @@
 // FileObjects the preload library dispatches to (uapi::VfioNodeTable + uapi::FdTable::Global()).
 // Each input is decoded into a sequence of operations over container, group and device fds —
 // open/close/dup, SET_CONTAINER/UNSET, SET_IOMMU, MAP/UNMAP with every flag, DIRTY_PAGES, GET_INFO
-// with odd argsz, region read/write/mmap, SET_IRQS with real and bad eventfds, resets, hot-reset,
+// with odd argsz, region read/write/mmap, SET_IRQS with real and bad eventfds, IOEVENTFD
+// registration and deletion (on eventfds nobody signals, so no write lands asynchronously under
+// the DMA oracle), resets, hot-reset,
 // device-initiated DMA, hot-unplug (orderly or surprise, also while the device's fds are open) and
 // re-plug — and after every step the invariants are checked:
 //   * every type1 container: Iommu::CheckInvariantsForTest() (page tables agree with the records,
@@ -95,6 +97,7 @@ struct Globals {
   uint8_t* arena = nullptr;
   std::vector<uint8_t> shadow;  // what the arena must hold
   int eventfds[2] = {-1, -1};
+  int io_eventfds[2] = {-1, -1};  // IOEVENTFD only; never signalled
   int not_eventfd = -1;
   int group_ids[kNumDevices] = {};
   // Baselines.
@@ -135,6 +138,8 @@ void Init() {
   g->shadow.assign(g->arena, g->arena + kArenaRw + kArenaRo);
   g->eventfds[0] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   g->eventfds[1] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  g->io_eventfds[0] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  g->io_eventfds[1] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   g->not_eventfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   for (size_t i = 0; i < kNumDevices; ++i) {
     hw::Device* d = FindDev(i);
@@ -723,6 +728,38 @@ void OpSetIrqs(FuzzedDataProvider& p, Input& in) {
         std::to_string(r));
 }
 
+// VFIO_DEVICE_IOEVENTFD: any region and offset, sizes from the mask or random flags, odd argsz,
+// data often a small value (a doorbell vector), eventfds / -1 (delete) / bad fds. The eventfds are
+// never signalled here: an asynchronous BAR write (a DMA start) would race the DMA oracle. Fires
+// are covered by vfio_pci_ioeventfd_test under TSan.
+void OpIoeventfd(FuzzedDataProvider& p, Input& in) {
+  int dfd = Pick(p, FdsOf<uapi::DeviceFileObject>(in));
+  if (dfd < 0) return;
+  alignas(8) uint8_t buf[64] = {};
+  vfio_device_ioeventfd e{};
+  e.argsz = std::min<uint32_t>(p.ConsumeIntegralInRange<int>(0, 7) ? sizeof(e) : ChooseArgsz(p, sizeof(e)), sizeof(buf));
+  e.flags = p.ConsumeIntegralInRange<int>(0, 7) ? 1u << p.ConsumeIntegralInRange<int>(0, 3) : p.ConsumeIntegral<uint32_t>();
+  const uint64_t index = p.ConsumeIntegralInRange<uint64_t>(0, 9);
+  e.offset = (index << 40) + (p.ConsumeBool() ? p.ConsumeIntegralInRange<uint64_t>(0, 0x40)
+                                              : p.ConsumeIntegral<uint32_t>() & ((uint64_t{1} << 24) - 1));
+  e.data = p.ConsumeBool() ? p.ConsumeIntegralInRange<uint64_t>(0, 8) : p.ConsumeIntegral<uint64_t>();
+  switch (p.ConsumeIntegralInRange<int>(0, 7)) {
+    case 0: case 1: e.fd = -1; break;
+    case 2: e.fd = g->not_eventfd; break;
+    case 3: e.fd = 1 << 20; break;
+    case 4: e.fd = p.ConsumeIntegral<int32_t>(); break;
+    default: e.fd = g->io_eventfds[p.ConsumeBool()];
+  }
+  std::memcpy(buf, &e, sizeof(e));
+  const unsigned long ptr = ChoosePtr(p, buf);
+  Inject inj(p, in);
+  long r = Ioctl(dfd, VFIO_DEVICE_IOEVENTFD, ptr);
+  CHECK_INJECTED(inj, r);
+  CHECK(r == 0 || r == -EINVAL || r == -EFAULT || r == -EEXIST || r == -ENODEV || r == -ENOSPC || r == -EBADF ||
+            r == -ENOMEM || r == -ENOTTY,
+        std::to_string(r));
+}
+
 void OpReset(FuzzedDataProvider& p, Input& in) {
   int dfd = Pick(p, FdsOf<uapi::DeviceFileObject>(in));
   if (dfd < 0) return;
@@ -919,7 +956,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider p(data, size);
   Input in;
   for (int step = 0; step < 64 && p.remaining_bytes() > 0; ++step) {
-    switch (p.ConsumeIntegralInRange<int>(0, 17)) {
+    switch (p.ConsumeIntegralInRange<int>(0, 18)) {
       case 0: case 1: OpOpen(p, in); break;
       case 2: OpClose(p, in); break;
       case 3: OpDup(p, in); break;
@@ -935,6 +972,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 14: OpReset(p, in); break;
       case 15: case 16: OpDeviceDma(p, in); break;
       case 17: OpUnplug(p, in); break;
+      case 18: OpIoeventfd(p, in); break;
     }
     CheckStep(in);
   }

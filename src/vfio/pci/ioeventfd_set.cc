@@ -26,10 +26,11 @@ IoeventfdSet::~IoeventfdSet() {
   stop_.store(true, std::memory_order_release);
   Wake();
   thread_.join();
-  close(wake_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
 }
 
 void IoeventfdSet::Wake() const {
+  if (wake_fd_ < 0) return;
   const uint64_t one = 1;
   ssize_t r = write(wake_fd_, &one, sizeof one);
   (void)r;
@@ -90,7 +91,8 @@ void IoeventfdSet::Run() {
       sources.push_back(e.source.get());
       fds.push_back(pollfd{e.source->fd.fd(), POLLIN, 0});
     }
-    if (poll(fds.data(), fds.size(), -1) < 0) continue;  // EINTR
+    // Without a wake eventfd (eventfd() failed: out of fds) changes and stop are seen by polling.
+    if (poll(fds.data(), fds.size(), wake_fd_ >= 0 ? -1 : 20) < 0) continue;  // EINTR
     if (stop_.load(std::memory_order_acquire)) return;
     uint64_t count;
     if (fds[0].revents & POLLIN) {
