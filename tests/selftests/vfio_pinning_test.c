@@ -32,6 +32,14 @@ static int same_as_fill(const uint8_t* p, size_t n, uint8_t seed, size_t from) {
   return 1;
 }
 
+/* Opens the rig, fills `buf` (N bytes the test mmapped; MAP_FAILED passes through as a failure)
+ * with the pattern of `seed` and maps it at IOVA. Returns buf, or NULL on any failure. */
+static uint8_t* rig_open_mapped(struct rig* r, uint8_t* buf, uint8_t seed) {
+  if (rig_open(r) != 0 || buf == MAP_FAILED) return NULL;
+  fill(buf, N, seed);
+  return vu_map(r->d.container, buf, IOVA, N, VU_RW) == 0 ? buf : NULL;
+}
+
 /* The device reads page `page` of the mapping at IOVA; compares with the fill pattern. */
 static int device_sees_fill(struct rig* r, int page, uint8_t seed) {
   memset(r->out, 0, VU_PAGE);
@@ -41,11 +49,8 @@ static int device_sees_fill(struct rig* r, int page, uint8_t seed) {
 
 TEST(munmap_of_mapped_memory_keeps_the_pages_for_the_device) {
   struct rig r;
-  CHECK(rig_open(&r) == 0);
-  uint8_t* buf = mmap(NULL, N, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  CHECK(buf != MAP_FAILED);
-  fill(buf, N, 1);
-  CHECK(vu_map(r.d.container, buf, IOVA, N, VU_RW) == 0);
+  uint8_t* buf = rig_open_mapped(&r, mmap(NULL, N, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), 1);
+  CHECK(buf != NULL);
   CHECK(munmap(buf, N) == 0);
   for (int p = 0; p < 4; ++p) CHECK(device_sees_fill(&r, p, 1));
   /* The device may still write there, and read its write back. */
@@ -61,13 +66,10 @@ TEST(munmap_of_mapped_memory_keeps_the_pages_for_the_device) {
 
 TEST(munmap_of_part_of_a_mapping_keeps_that_part) {
   struct rig r;
-  CHECK(rig_open(&r) == 0);
-  uint8_t* buf = mmap(NULL, N, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  CHECK(buf != MAP_FAILED);
+  uint8_t* buf = rig_open_mapped(&r, mmap(NULL, N, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), 2);
+  CHECK(buf != NULL);
   st_defer_munmap(buf, VU_PAGE);
   st_defer_munmap(buf + 3 * VU_PAGE, VU_PAGE);
-  fill(buf, N, 2);
-  CHECK(vu_map(r.d.container, buf, IOVA, N, VU_RW) == 0);
   CHECK(munmap(buf + VU_PAGE, 2 * VU_PAGE) == 0);
   for (int p = 0; p < 4; ++p) CHECK(device_sees_fill(&r, p, 2));
   /* The pages the program kept are still shared with the device. */
@@ -78,11 +80,8 @@ TEST(munmap_of_part_of_a_mapping_keeps_that_part) {
 
 TEST(madvise_dontneed_keeps_the_old_bytes_for_the_device) {
   struct rig r;
-  CHECK(rig_open(&r) == 0);
-  uint8_t* buf = vu_mmap_anon(N, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-  CHECK(buf != MAP_FAILED);
-  fill(buf, N, 3);
-  CHECK(vu_map(r.d.container, buf, IOVA, N, VU_RW) == 0);
+  uint8_t* buf = rig_open_mapped(&r, vu_mmap_anon(N, PROT_READ | PROT_WRITE, MAP_PRIVATE), 3);
+  CHECK(buf != NULL);
   CHECK(madvise(buf, N, MADV_DONTNEED) == 0);
   EXPECT_EQ(buf[1], 0); /* the program gets fresh zero pages, as with pinned pages */
   for (int p = 0; p < 4; ++p) CHECK(device_sees_fill(&r, p, 3));
@@ -90,11 +89,8 @@ TEST(madvise_dontneed_keeps_the_old_bytes_for_the_device) {
 
 TEST(madvise_remove_of_shared_memory_keeps_the_old_bytes_for_the_device) {
   struct rig r;
-  CHECK(rig_open(&r) == 0);
-  uint8_t* buf = vu_mmap_anon(N, PROT_READ | PROT_WRITE, MAP_SHARED);
-  CHECK(buf != MAP_FAILED);
-  fill(buf, N, 4);
-  CHECK(vu_map(r.d.container, buf, IOVA, N, VU_RW) == 0);
+  uint8_t* buf = rig_open_mapped(&r, vu_mmap_anon(N, PROT_READ | PROT_WRITE, MAP_SHARED), 4);
+  CHECK(buf != NULL);
   CHECK(madvise(buf, N, MADV_REMOVE) == 0);
   EXPECT_EQ(buf[1], 0); /* the hole reads zeros */
   for (int p = 0; p < 4; ++p) CHECK(device_sees_fill(&r, p, 4));
@@ -102,11 +98,8 @@ TEST(madvise_remove_of_shared_memory_keeps_the_old_bytes_for_the_device) {
 
 TEST(mremap_move_keeps_device_and_program_on_the_same_pages) {
   struct rig r;
-  CHECK(rig_open(&r) == 0);
-  uint8_t* buf = mmap(NULL, N, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  CHECK(buf != MAP_FAILED);
-  fill(buf, N, 5);
-  CHECK(vu_map(r.d.container, buf, IOVA, N, VU_RW) == 0);
+  uint8_t* buf = rig_open_mapped(&r, mmap(NULL, N, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), 5);
+  CHECK(buf != NULL);
   /* Force a move: reserve a place and move there. */
   uint8_t* place = mmap(NULL, N, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   CHECK(place != MAP_FAILED);
@@ -125,11 +118,8 @@ TEST(mremap_move_keeps_device_and_program_on_the_same_pages) {
 
 TEST(mremap_grow_and_shrink_keep_the_pages) {
   struct rig r;
-  CHECK(rig_open(&r) == 0);
-  uint8_t* buf = mmap(NULL, N, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  CHECK(buf != MAP_FAILED);
-  fill(buf, N, 6);
-  CHECK(vu_map(r.d.container, buf, IOVA, N, VU_RW) == 0);
+  uint8_t* buf = rig_open_mapped(&r, mmap(NULL, N, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), 6);
+  CHECK(buf != NULL);
   /* Shrink to one page: the tail leaves the program but not the device. */
   uint8_t* s = mremap(buf, N, VU_PAGE, 0);
   CHECK(s == buf);

@@ -26,6 +26,9 @@ class Pinned : public VfioFixture {
   static uint8_t* Anon(size_t n) {
     return static_cast<uint8_t*>(mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   }
+  // n bytes of fresh memory filled with `byte` and MAP_DMA'd read-write at kIova; null if the
+  // map failed (the caller asserts).
+  static uint8_t* MappedFilled(Iommu& t1, size_t n, uint8_t byte);
   std::vector<uint8_t> DeviceRead(uint64_t iova, size_t n) {
     std::vector<uint8_t> out(n);
     EXPECT_TRUE(Port().Read(iova, out.data(), n).has_value());
@@ -34,6 +37,12 @@ class Pinned : public VfioFixture {
 };
 
 constexpr uint64_t kIova = 0x400000;
+
+uint8_t* Pinned::MappedFilled(Iommu& t1, size_t n, uint8_t byte) {
+  uint8_t* buf = Anon(n);
+  std::memset(buf, byte, n);
+  return t1.MapDma(MapRequest{kMapFlagRead | kMapFlagWrite, reinterpret_cast<uint64_t>(buf), kIova, n}).has_value() ? buf : nullptr;
+}
 
 TEST_F(Pinned, MunmapOfMappedPagesKeepsTheirBytesForTheDevice) {
   auto a = AttachNew("01:00.0");
@@ -72,9 +81,8 @@ TEST_F(Pinned, DiscardedPagesKeepTheirBytesForTheDeviceWhileTheProgramSeesZeros)
   auto a = AttachNew("01:00.0");
   Iommu& t1 = Type1Of(*a.container);
   const size_t n = 4 * 4096;
-  uint8_t* buf = Anon(n);
-  std::memset(buf, 0xa5, n);
-  ASSERT_TRUE(t1.MapDma(MapRequest{kMapFlagRead | kMapFlagWrite, reinterpret_cast<uint64_t>(buf), kIova, n}).has_value());
+  uint8_t* buf = MappedFilled(t1, n, 0xa5);
+  ASSERT_NE(buf, nullptr);
   ASSERT_TRUE(PinnedPages::KeepAlive(reinterpret_cast<uint64_t>(buf), n, PinnedPages::Keep::kMove).has_value());
   ASSERT_EQ(madvise(buf, n, MADV_DONTNEED), 0);
   EXPECT_EQ(buf[0], 0);  // as after DONTNEED of pinned pages: the program gets fresh pages
@@ -87,9 +95,8 @@ TEST_F(Pinned, MovedPagesAreFollowedAndStaySharedWithTheProgram) {
   auto a = AttachNew("01:00.0");
   Iommu& t1 = Type1Of(*a.container);
   const size_t n = 4 * 4096;
-  uint8_t* buf = Anon(n);
-  std::memset(buf, 0x3c, n);
-  ASSERT_TRUE(t1.MapDma(MapRequest{kMapFlagRead | kMapFlagWrite, reinterpret_cast<uint64_t>(buf), kIova, n}).has_value());
+  uint8_t* buf = MappedFilled(t1, n, 0x3c);
+  ASSERT_NE(buf, nullptr);
   void* place = mmap(nullptr, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   void* moved = mremap(buf, n, n, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, place);
   ASSERT_NE(moved, MAP_FAILED);
@@ -110,9 +117,8 @@ TEST_F(Pinned, CopyKeepsTheDeviceViewAndLeavesTheProgramsPagesAlone) {
   auto a = AttachNew("01:00.0");
   Iommu& t1 = Type1Of(*a.container);
   const size_t n = 2 * 4096;
-  uint8_t* buf = Anon(n);
-  std::memset(buf, 0x42, n);
-  ASSERT_TRUE(t1.MapDma(MapRequest{kMapFlagRead | kMapFlagWrite, reinterpret_cast<uint64_t>(buf), kIova, n}).has_value());
+  uint8_t* buf = MappedFilled(t1, n, 0x42);
+  ASSERT_NE(buf, nullptr);
   ASSERT_TRUE(PinnedPages::KeepAlive(reinterpret_cast<uint64_t>(buf), n, PinnedPages::Keep::kCopy).has_value());
   EXPECT_EQ(buf[5], 0x42);
   buf[5] = 0;  // the copy is the device's now
