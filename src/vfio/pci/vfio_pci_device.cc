@@ -471,6 +471,12 @@ vb::Result<size_t> VfioPciDevice::ConfigRwLocked(uint8_t* buf, size_t count, uin
 // ---------------------------------------------------------------------------------------------
 // BARs through the region
 
+std::pair<uint64_t, uint64_t> VfioPciDevice::MsixTableSpan(int bar) const {
+  const auto& x = hw_->msix_spec();
+  if (!x || x->table_bar != bar) return {0, 0};
+  return {x->table_offset, x->table_offset + uint64_t{x->table_size} * p::kMsixEntrySize};
+}
+
 vb::Result<size_t> VfioPciDevice::BarRwLocked(int bar, uint8_t* buf, size_t count, uint64_t pos, bool write) {
   const hw::BarSpec& b = hw_->bar(bar);
   if (b.kind == hw::BarKind::kNone) return vb::Err(EINVAL, "bar: not implemented");
@@ -480,12 +486,9 @@ vb::Result<size_t> VfioPciDevice::BarRwLocked(int bar, uint8_t* buf, size_t coun
   if (!(hw_->command() & decode)) return vb::Err(EIO, "bar: decode disabled");
 
   // The MSI-X table is the kernel's: its bytes read as all-ones and writes to it are dropped.
-  uint64_t tbl_lo = 0, tbl_hi = 0, pba_lo = 0, pba_hi = 0;
+  const auto [tbl_lo, tbl_hi] = MsixTableSpan(bar);
+  uint64_t pba_lo = 0, pba_hi = 0;
   if (const auto& x = hw_->msix_spec()) {
-    if (x->table_bar == bar) {
-      tbl_lo = x->table_offset;
-      tbl_hi = tbl_lo + uint64_t{x->table_size} * p::kMsixEntrySize;
-    }
     if (x->pba_bar == bar) {
       pba_lo = x->pba_offset;
       pba_hi = pba_lo + (uint64_t{x->table_size} + 63) / 64 * 8;
@@ -569,11 +572,8 @@ vb::Result<void> VfioPciDevice::IoeventfdLocked(const IoeventfdRequest& req) {
   const uint64_t len = b.kind == hw::BarKind::kNone ? 0 : b.size;
   if (pos + req.width > len) return vb::Err(EINVAL, "ioeventfd: beyond the BAR");
   // No ioeventfd may write the MSI-X table (the PBA is not protected: neither is it in the kernel).
-  if (const auto& x = hw_->msix_spec(); x && x->table_bar == bar) {
-    const uint64_t lo = x->table_offset;
-    const uint64_t hi = lo + uint64_t{x->table_size} * p::kMsixEntrySize;
-    if (pos + req.width > lo && pos < hi) return vb::Err(EINVAL, "ioeventfd: overlaps the MSI-X table");
-  }
+  const auto [tbl_lo, tbl_hi] = MsixTableSpan(bar);
+  if (pos + req.width > tbl_lo && pos < tbl_hi) return vb::Err(EINVAL, "ioeventfd: overlaps the MSI-X table");
   if (!ioeventfds_) {
     ioeventfds_ = std::make_unique<IoeventfdSet>(
         [this](uint64_t id, const IoeventfdKey& key) { FireIoeventfd(id, key); });

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "base/ref_counted.h"
@@ -113,6 +114,8 @@ class VfioPciDevice {
   vb::Result<uint32_t> ConfigReadPieceLocked(uint32_t off, unsigned size) REQUIRES(set_->mu);
   vb::Result<void> ConfigWritePieceLocked(uint32_t off, unsigned size, uint32_t value) REQUIRES(set_->mu);
   vb::Result<size_t> ConfigRwLocked(uint8_t* buf, size_t count, uint64_t pos, bool write) REQUIRES(set_->mu);
+  // [start, end) of the MSI-X table within `bar`, or {0, 0} if the table is not in it.
+  std::pair<uint64_t, uint64_t> MsixTableSpan(int bar) const;
   vb::Result<size_t> BarRwLocked(int bar, uint8_t* buf, size_t count, uint64_t pos, bool write) REQUIRES(set_->mu);
 
   // An ioeventfd fired (watcher thread): writes its data unless the entry is gone by now; a write
