@@ -262,6 +262,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> program;
   run->add_option("--topology", topology_file, "machine description (JSON); default: the built-in machine");
   run->add_flag("--trace", trace, "print every VFIO call, decoded, one line each");
+  std::string register_bars;
+  run->add_option("--register-bars", register_bars,
+                  "trap: register BARs mmappable, each access trapped and emulated (as Linux; default); "
+                  "no-mmap: register BARs without MMAP, for QEMU with KVM")
+      ->check(CLI::IsMember({"trap", "no-mmap"}));
   run->add_option("program", program, "the program and its arguments (after --)")->required();
   run->prefix_command();
   // Everything after the first "--" of `run` is the program's, verbatim (CLI11's prefix mode would
@@ -285,6 +290,7 @@ int main(int argc, char** argv) {
     } else {
       for (const std::string& extra : run->remaining()) program.push_back(extra);
     }
+    if (!register_bars.empty()) setenv("VFIOBOX_REGISTER_BARS", register_bars.c_str(), 1);
     return Run(topology_file, trace, program);
   }
 

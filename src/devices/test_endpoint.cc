@@ -1,5 +1,7 @@
 #include "devices/test_endpoint.h"
 
+#include <cstring>
+
 #include "hw/machine.h"
 
 namespace devices {
@@ -30,8 +32,25 @@ vb::Result<vb::RefPtr<TestEndpoint>> TestEndpoint::Create(hw::PciAddress address
   return ep;
 }
 
+namespace {
+bool InWindow(uint64_t offset, unsigned size, uint64_t begin, uint64_t length) {
+  return offset >= begin && offset - begin < length && size <= length - (offset - begin);
+}
+}  // namespace
+
 uint64_t TestEndpoint::MmioRead(int bar, uint64_t offset, unsigned size) {
   state_mu_.AssertHeld();
+  if (InWindow(offset, size, kScratchWindow, kScratchWindowSize)) {
+    uint64_t v = 0;
+    std::memcpy(&v, window_ + (offset - kScratchWindow), size);
+    if (log_count_ < kAccessLogEntries) log_[log_count_++] = {offset | uint64_t{size} << 32, v};
+    return v;
+  }
+  if (InWindow(offset, size, kAccessLog, kAccessLogEntries * sizeof(LogEntry)) && (size == 4 || size == 8)) {
+    uint64_t v = 0;
+    std::memcpy(&v, reinterpret_cast<const uint8_t*>(log_) + (offset - kAccessLog), size);
+    return v;
+  }
   if (size != 4 && size != 8) return ~uint64_t{0};
   switch (offset) {
     case kRegId: return kId;
@@ -41,14 +60,23 @@ uint64_t TestEndpoint::MmioRead(int bar, uint64_t offset, unsigned size) {
     case kRegDmaDst: return dma_dst_;
     case kRegDmaCount: return dma_count_;
     case kRegDmaCmd: return dma_cmd_;
+    case kRegLogCount: return log_count_;
     default: return ~uint64_t{0};
   }
 }
 
 void TestEndpoint::MmioWrite(int bar, uint64_t offset, unsigned size, uint64_t value) {
   state_mu_.AssertHeld();
+  if (InWindow(offset, size, kScratchWindow, kScratchWindowSize)) {
+    std::memcpy(window_ + (offset - kScratchWindow), &value, size);
+    if (log_count_ < kAccessLogEntries) log_[log_count_++] = {offset | uint64_t{size} << 32 | kLogWrite, value};
+    return;
+  }
   if (size != 4 && size != 8) return;
   switch (offset) {
+    case kRegLogCount:
+      log_count_ = 0;
+      break;
     case kRegScratch:
       scratch_ = static_cast<uint32_t>(value);
       break;
@@ -108,6 +136,8 @@ void TestEndpoint::OnResetLocked() {
   ++epoch_;
   scratch_ = intx_ = 0;
   dma_src_ = dma_dst_ = dma_count_ = dma_cmd_ = 0;
+  std::memset(window_, 0, sizeof window_);
+  log_count_ = 0;
 }
 
 }  // namespace devices

@@ -11,8 +11,14 @@
 //          1: BAR0 at offset src → RAM at dst), bit 2 signal MSI-X vector cmd[15:8] when done,
 //          bit 31 error (set when the DMA faulted, bus mastering was off or the BAR0 range was
 //          bad; nothing copied then). Runs on the machine's executor.
+//     0x30 RW access-log count: how many accesses the log holds; any write empties the log
+//     0x100-0x1ff scratch window: plain bytes taking accesses of every width (1, 2, 4, 8), each
+//          one recorded in the access log (so a test sees the device side of a CPU access)
+//     0x1000-0x1fff access log, read-only: entry i at 0x1000 + 16 * i (the first 256 accesses
+//          since it was emptied) is {u64 offset | size << 32 | write << 40, u64 value}
 //     0x2000 MSI-X table (8 entries), 0x3000 PBA.
-// Registers take 4- and 8-byte accesses; other sizes read all-ones and drop writes.
+// Registers take 4- and 8-byte accesses; other sizes read all-ones and drop writes (the scratch
+// window excepted). Only scratch-window accesses are logged.
 //
 // Locks: registers are guarded by PciDevice::state_mu_.
 #pragma once
@@ -44,6 +50,12 @@ class TestEndpoint final : public hw::PciDevice, private hw::MmioHandler {
   static constexpr uint32_t kRegDmaDst = 0x18;
   static constexpr uint32_t kRegDmaCount = 0x20;
   static constexpr uint32_t kRegDmaCmd = 0x28;
+  static constexpr uint32_t kRegLogCount = 0x30;
+  static constexpr uint32_t kScratchWindow = 0x100;
+  static constexpr uint32_t kScratchWindowSize = 0x100;
+  static constexpr uint32_t kAccessLog = 0x1000;
+  static constexpr uint32_t kAccessLogEntries = 256;
+  static constexpr uint64_t kLogWrite = uint64_t{1} << 40;
   static constexpr uint32_t kId = 0x7e570001;
   static constexpr uint64_t kDmaCmdStart = 0x1;
   static constexpr uint64_t kDmaCmdToRam = 0x2;
@@ -68,6 +80,13 @@ class TestEndpoint final : public hw::PciDevice, private hw::MmioHandler {
   uint64_t dma_dst_ GUARDED_BY(state_mu_) = 0;
   uint64_t dma_count_ GUARDED_BY(state_mu_) = 0;
   uint64_t dma_cmd_ GUARDED_BY(state_mu_) = 0;
+  uint8_t window_[kScratchWindowSize] GUARDED_BY(state_mu_) = {};
+  struct LogEntry {
+    uint64_t what;
+    uint64_t value;
+  };
+  LogEntry log_[kAccessLogEntries] GUARDED_BY(state_mu_) = {};
+  uint32_t log_count_ GUARDED_BY(state_mu_) = 0;
 };
 
 }  // namespace devices

@@ -11,14 +11,18 @@
 // regeneration; g_ctl_mu is never held across a backend call. fds of VFIO files live in
 // uapi::FdTable.
 //
-// fork: the child keeps the tree (it is on disk) and its reads, but the backend is the parent's
-// copy and may be mid-update: in the child, /dev/vfio opens and control writes answer ENODEV and
-// the memory hooks pass through. Inherited VFIO fds answer EBADF (FdTable).
+// fork: a child of a process that holds no VFIO file and no BAR mapping starts a machine of its
+// own at its first VFIO or sysfs call, exactly as a new process would (the kernel's selftest
+// harness forks each test case from such a parent). Otherwise the backend is the parent's copy and
+// may be mid-update: in the child, /dev/vfio opens and control writes answer ENODEV and the memory
+// hooks pass through; inherited VFIO fds answer EBADF (FdTable). One machine shared by every
+// process of a session is issue 15's design (docs/design/0009-process-model.md).
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +46,8 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "faults/fault_dispatcher.h"
+#include "faults/trap_map.h"
 #include "preload/backend.h"
 #include "preload/path_rewriter.h"
 #include "preload/sysfs_tree.h"
@@ -88,7 +94,7 @@ OpenatFn RealOpenat() {
 
 constexpr int kStateUninit = 0, kStateReady = 1, kStateDisabled = 2;
 std::atomic<int> g_state{kStateUninit};
-std::once_flag g_once;
+std::mutex g_init_mu;  // serializes initialization (remade in a fork child)
 thread_local bool t_busy = false;  // inside init or a backend call: serve nothing, pass through
 std::atomic<bool> g_forked_child{false};
 
@@ -144,6 +150,15 @@ void AtForkPrepare() NO_THREAD_SAFETY_ANALYSIS { g_ctl_mu.Lock(); }
 void AtForkParent() NO_THREAD_SAFETY_ANALYSIS { g_ctl_mu.Unlock(); }
 void AtForkChild() NO_THREAD_SAFETY_ANALYSIS {
   g_ctl_mu.Unlock();
+  new (&g_init_mu) std::mutex();
+  if (g_state.load() == kStateReady && uapi::FdTable::Global().size() == 0 && faults::TrapMap::Global().empty()) {
+    // Nothing of the parent's machine is reachable from here: start afresh on first use. The
+    // parent's backend is abandoned, not destroyed (its threads did not come along).
+    g_state.store(kStateUninit);
+    g_rewriter.store(nullptr);
+    g_backend = nullptr;
+    return;
+  }
   g_forked_child.store(true);
 }
 
@@ -176,7 +191,7 @@ void InitOnce() {
   g_base_dir = new std::string(buf.data());
   g_creator = getpid();
   g_backend = backend.release();
-  g_ctl = new std::unordered_map<int, std::shared_ptr<TrackedControl>>();
+  if (!g_ctl) g_ctl = new std::unordered_map<int, std::shared_ptr<TrackedControl>>();
   bool ok;
   {
     vb::MutexLock l(g_regen_mu);
@@ -187,7 +202,9 @@ void InitOnce() {
     g_state.store(kStateDisabled);
     return;
   }
-  atexit(RemoveTreesAtExit);
+  static bool at_exit_registered = false;  // once per process image (a fork child inherits it)
+  if (!at_exit_registered) atexit(RemoveTreesAtExit);
+  at_exit_registered = true;
   g_state.store(kStateReady, std::memory_order_release);
 }
 
@@ -199,7 +216,8 @@ const preload::PathRewriter* Rewriter() {
   if (s == kStateDisabled || t_busy) return nullptr;
   {
     ErrnoSaver keep;
-    std::call_once(g_once, InitOnce);
+    std::lock_guard<std::mutex> l(g_init_mu);
+    if (g_state.load(std::memory_order_acquire) == kStateUninit) InitOnce();
   }
   if (g_state.load(std::memory_order_acquire) != kStateReady) return nullptr;
   return g_rewriter.load(std::memory_order_acquire);
@@ -922,13 +940,28 @@ INTERPOSE(ssize_t, pwrite64, (int fd, const void* buf, size_t n, off64_t off)) {
   return Pwrite(fd, buf, n, off);
 }
 
+// A fixed mapping or an munmap over a trapped BAR mapping ends it (its device file reference goes
+// with it, as a vma's vm_file does).
+void ForgetTrapped(void* addr, size_t len) {
+  if (!faults::TrapMap::Global().empty()) faults::TrapMap::Global().Remove(reinterpret_cast<uint64_t>(addr), len);
+}
+void* MmapCommon(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
+  void* r = Mmap(addr, len, prot, flags, fd, off);
+  if (r != MAP_FAILED && (flags & MAP_FIXED) && !faults::TrapMap::Global().empty()) {
+    // Our own trapped mapping registers itself; anything else placed over a trapped range ends it.
+    std::shared_ptr<uapi::FileObject> obj;
+    if ((flags & MAP_ANONYMOUS) || !VfioFd(fd, &obj)) ForgetTrapped(r, len);
+  }
+  return AddressSpaceChanged(r);
+}
 INTERPOSE(void*, mmap, (void* addr, size_t len, int prot, int flags, int fd, off_t off)) {
-  return AddressSpaceChanged(Mmap(addr, len, prot, flags, fd, off));
+  return MmapCommon(addr, len, prot, flags, fd, off);
 }
 INTERPOSE(void*, mmap64, (void* addr, size_t len, int prot, int flags, int fd, off64_t off)) {
-  return AddressSpaceChanged(Mmap(addr, len, prot, flags, fd, off));
+  return MmapCommon(addr, len, prot, flags, fd, off);
 }
 INTERPOSE(int, munmap, (void* addr, size_t len)) {
+  ForgetTrapped(addr, len);
   if (MemoryHooksOn()) return AddressSpaceChanged(g_backend->Munmap(addr, len, RealMemory()));
   return AddressSpaceChanged(REAL(munmap)(addr, len));
 }
@@ -939,6 +972,12 @@ INTERPOSE(void*, mremap, (void* old_addr, size_t old_size, size_t new_size, int 
     va_start(ap, flags);
     new_addr = va_arg(ap, void*);
     va_end(ap);
+  }
+  // A trapped BAR mapping cannot be moved or resized (Linux: VM_DONTEXPAND; moving is refused here,
+  // see docs/design/0008-mapped-registers.md).
+  if (faults::TrapMap::Global().Find(reinterpret_cast<uint64_t>(old_addr))) {
+    errno = EFAULT;
+    return MAP_FAILED;
   }
   if (MemoryHooksOn())
     return AddressSpaceChanged(g_backend->Mremap(old_addr, old_size, new_size, flags, new_addr, RealMemory()));
@@ -1020,5 +1059,124 @@ INTERPOSE(int, prlimit64, (pid_t pid, int resource, const struct rlimit* rl, str
 INTERPOSE(int, capset, (void* header, const void* data)) {
   const int r = static_cast<int>(syscall(SYS_capset, header, data));
   if (r == 0) vfio::type1::LockedMemory::RefreshLimit();
+  return r;
+}
+
+// ---------------------------------------------------------------- signals (design 0008)
+// Once the fault dispatcher is installed it owns SIGSEGV and SIGBUS: the program's actions for them
+// are recorded there and called for every fault that is not vfiobox's, so a program's own handler
+// never displaces the MMIO traps. Every other signal, and every call before the dispatcher exists,
+// goes to the kernel untouched.
+static bool DispatcherOwns(int sig) {
+  return (sig == SIGSEGV || sig == SIGBUS) && faults::FaultDispatcher::installed();
+}
+
+INTERPOSE(int, sigaction, (int sig, const struct sigaction* act, struct sigaction* old)) {
+  if (DispatcherOwns(sig)) return Ret(faults::FaultDispatcher::ProgramSigaction(sig, act, old));
+  return REAL(sigaction)(sig, act, old);
+}
+INTERPOSE(int, __sigaction, (int sig, const struct sigaction* act, struct sigaction* old)) {
+  return vb_sigaction(sig, act, old);
+}
+
+// signal() and friends through the program's action, with each one's historical semantics.
+static sighandler_t SignalVia(int sig, sighandler_t handler, int flags) {
+  struct sigaction act {}, old {};
+  act.sa_handler = handler;
+  act.sa_flags = flags;
+  sigemptyset(&act.sa_mask);
+  if (!(flags & SA_NODEFER)) sigaddset(&act.sa_mask, sig);
+  if (vb_sigaction(sig, &act, &old) != 0) return SIG_ERR;
+  return old.sa_handler;
+}
+INTERPOSE(sighandler_t, signal, (int sig, sighandler_t handler)) {
+  if (!DispatcherOwns(sig)) return REAL(signal)(sig, handler);
+  return SignalVia(sig, handler, SA_RESTART);
+}
+INTERPOSE(sighandler_t, bsd_signal, (int sig, sighandler_t handler)) {
+  if (!DispatcherOwns(sig)) {
+    static std::atomic<void*> slot{nullptr};
+    return Resolve<sighandler_t (*)(int, sighandler_t)>(slot, "bsd_signal")(sig, handler);
+  }
+  return SignalVia(sig, handler, SA_RESTART);
+}
+INTERPOSE(sighandler_t, sysv_signal, (int sig, sighandler_t handler)) {
+  if (!DispatcherOwns(sig)) return REAL(sysv_signal)(sig, handler);
+  return SignalVia(sig, handler, SA_RESETHAND | SA_NODEFER);
+}
+INTERPOSE(sighandler_t, __sysv_signal, (int sig, sighandler_t handler)) { return vb_sysv_signal(sig, handler); }
+
+// The program may not block SIGSEGV for real: a synchronous fault on a blocked signal kills the
+// process, and an MMIO access is a fault. The program's view of the two bits is kept per thread and
+// shown back in every old mask; a real fault that arrives while the program thinks them blocked is
+// fatal, as the kernel makes it.
+static thread_local sigset_t t_program_blocked;  // only SIGSEGV/SIGBUS bits used
+static int MaskVia(int how, const sigset_t* set, sigset_t* old, bool pthread) {
+  sigset_t real_set, prev_program = t_program_blocked;
+  const sigset_t* pass = set;
+  if (set && faults::FaultDispatcher::installed()) {
+    real_set = *set;
+    for (int sig : {SIGSEGV, SIGBUS}) {
+      const bool in = sigismember(set, sig);
+      if (how == SIG_BLOCK && in) sigaddset(&t_program_blocked, sig);
+      if (how == SIG_UNBLOCK && in) sigdelset(&t_program_blocked, sig);
+      if (how == SIG_SETMASK) in ? sigaddset(&t_program_blocked, sig) : sigdelset(&t_program_blocked, sig);
+      if (how != SIG_UNBLOCK) sigdelset(&real_set, sig);
+    }
+    pass = &real_set;
+  }
+  int r = pthread ? REAL(pthread_sigmask)(how, pass, old) : REAL(sigprocmask)(how, pass, old);
+  if (r == 0 && old && faults::FaultDispatcher::installed()) {
+    for (int sig : {SIGSEGV, SIGBUS})
+      if (sigismember(&prev_program, sig)) sigaddset(old, sig);
+  } else if (r != 0) {
+    t_program_blocked = prev_program;
+  }
+  return r;
+}
+INTERPOSE(int, sigprocmask, (int how, const sigset_t* set, sigset_t* old)) { return MaskVia(how, set, old, false); }
+INTERPOSE(int, pthread_sigmask, (int how, const sigset_t* set, sigset_t* old)) {
+  return MaskVia(how, set, old, true);
+}
+
+// syscall(): the raw routes to what the wrappers above watch — rt_sigaction for SIGSEGV/SIGBUS and
+// capset (type1's limit cache, design 0007). Everything else is passed through as it came.
+struct KernelSigaction {  // the x86-64 kernel's struct for rt_sigaction
+  void* handler;
+  unsigned long flags;
+  void* restorer;
+  uint64_t mask;
+};
+static long RtSigaction(long sig, const KernelSigaction* act, KernelSigaction* old, long setsize) {
+  if (setsize != sizeof(uint64_t)) return -EINVAL;
+  struct sigaction in {}, out {};
+  if (act) {
+    KernelSigaction k;
+    if (!faults::RecoverableCopy(&k, act, sizeof k)) return -EFAULT;
+    in.sa_handler = reinterpret_cast<sighandler_t>(k.handler);
+    in.sa_flags = static_cast<int>(k.flags);
+    std::memcpy(&in.sa_mask, &k.mask, sizeof k.mask);
+  }
+  int r = faults::FaultDispatcher::ProgramSigaction(static_cast<int>(sig), act ? &in : nullptr, old ? &out : nullptr);
+  if (r != 0 || !old) return r;
+  KernelSigaction k{reinterpret_cast<void*>(out.sa_handler), static_cast<unsigned long>(out.sa_flags), nullptr, 0};
+  std::memcpy(&k.mask, &out.sa_mask, sizeof k.mask);
+  return faults::RecoverableCopy(old, &k, sizeof k) ? 0 : -EFAULT;
+}
+INTERPOSE(long, syscall, (long nr, ...)) {
+  va_list ap;
+  va_start(ap, nr);
+  long a[6];
+  for (long& x : a) x = va_arg(ap, long);
+  va_end(ap);
+  if (nr == SYS_rt_sigaction && DispatcherOwns(static_cast<int>(a[0]))) {
+    long r = RtSigaction(a[0], reinterpret_cast<const KernelSigaction*>(a[1]),
+                         reinterpret_cast<KernelSigaction*>(a[2]), a[3]);
+    return Ret(r);
+  }
+  static std::atomic<void*> slot{nullptr};
+  auto real = Resolve<long (*)(long, ...)>(slot, "syscall");
+  long r = real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  if (nr == SYS_capset && r == 0) vfio::type1::LockedMemory::RefreshLimit();
   return r;
 }

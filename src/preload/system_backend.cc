@@ -61,6 +61,11 @@ std::unique_ptr<SystemBackend> SystemBackend::Create() {
   } else {
     spec = topology::DefaultTopology();
   }
+  // `vfiobox run --register-bars=...` overrides the topology's choice.
+  if (const char* bars = std::getenv("VFIOBOX_REGISTER_BARS"); bars && *bars) {
+    if (std::string_view(bars) == "no-mmap") spec.register_bars = topology::RegisterBars::kNoMmap;
+    else if (std::string_view(bars) == "trap") spec.register_bars = topology::RegisterBars::kTrap;
+  }
   std::string error;
   auto sys = topology::System::Create(spec, &error);
   if (!sys) {

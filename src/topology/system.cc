@@ -84,7 +84,8 @@ bool System::Build(std::string* error) {
   vfio_ = std::make_unique<vfio::Vfio>(*iommu_core_);
   vfio_->RegisterBackend(type1_);
   vfio_platform_ = std::make_unique<vfio::BasicDriver>(*vfio_);
-  vfio_pci_ = std::make_unique<vfio::pci::VfioPciDriver>(*vfio_);
+  vfio_pci_ = std::make_unique<vfio::pci::VfioPciDriver>(
+      *vfio_, vfio::pci::VfioPciOptions{.mmap_register_bars = spec_.register_bars == RegisterBars::kTrap});
 
   for (const PciSpec& d : spec_.pci)
     iommu_core_->AssignDevice(d.address.ToString(), *iommu_core_->FindIommu(d.iommu));

@@ -332,8 +332,14 @@ std::optional<TopologySpec> ParseTopology(const std::string& text, const std::st
     return std::nullopt;
   }
   try {
-    OnlyKeys(root, "", {"iommus", "pci", "platform"});
+    OnlyKeys(root, "", {"register_bars", "iommus", "pci", "platform"});
     TopologySpec t;
+    if (root.contains("register_bars")) {
+      const std::string mode = Str(root.at("register_bars"), "/register_bars");
+      if (mode == "trap") t.register_bars = RegisterBars::kTrap;
+      else if (mode == "no-mmap") t.register_bars = RegisterBars::kNoMmap;
+      else Fail("/register_bars", "expected \"trap\" or \"no-mmap\"");
+    }
     auto list = [&](const char* key) -> const json* {
       if (!root.contains(key)) return nullptr;
       if (!root.at(key).is_array()) Fail(std::string("/") + key, "expected a list");

@@ -61,7 +61,15 @@ struct PlatformSpec {
   std::string driver;
 };
 
+// How vfio-pci offers register BARs for mmap ("register_bars" in the file).
+enum class RegisterBars {
+  kTrap,    // as Linux: MMAP on every memory BAR; register pages trap and are emulated per access
+  kNoMmap,  // register BARs without MMAP (read/write only), for clients that cannot live with
+            // trapped mappings, such as QEMU with KVM (docs/qemu.md)
+};
+
 struct TopologySpec {
+  RegisterBars register_bars = RegisterBars::kTrap;
   std::vector<IommuSpec> iommus;
   std::vector<PciSpec> pci;
   std::vector<PlatformSpec> platform;

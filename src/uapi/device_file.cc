@@ -14,7 +14,10 @@
 #include <vector>
 
 #include "base/fail_point.h"
+#include "faults/fault_dispatcher.h"
+#include "faults/trap_map.h"
 #include "uapi/cap_chain.h"
+#include "uapi/device_mmio_target.h"
 #include "uapi/group_file.h"
 #include "uapi/trace.h"
 #include "uapi/user_copy.h"
@@ -317,10 +320,29 @@ void* DeviceFileObject::Mmap(void* addr, size_t length, int prot, int flags, off
   auto target = ops().Mmap(dev(), off, len, prot);
   if (!target) return fail(target.error().errnum);
   int saved = errno;
-  // Variadic arguments as longs (the kernel reads whole registers).
-  long p = syscall(SYS_mmap, addr, length, static_cast<long>(prot),
-                   static_cast<long>(flags | MAP_SHARED), static_cast<long>(target->fd),
-                   static_cast<long>(target->fd_offset + within));
+  long p;
+  if (target->trapped) {
+    // Register pages: no access, so every load and store faults into the dispatcher, which finds
+    // this mapping in the TrapMap. Private anonymous pages, never populated.
+    if (!faults::FaultDispatcher::Install()) return fail(ENODEV);
+    const int keep = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
+    p = syscall(SYS_mmap, addr, length, static_cast<long>(PROT_NONE),
+                static_cast<long>(MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | keep), -1L, 0L);
+    if (p != -1) {
+      if (keep & MAP_FIXED) faults::TrapMap::Global().Remove(static_cast<uint64_t>(p), len);
+      auto added = faults::TrapMap::Global().Add(static_cast<uint64_t>(p), len,
+                                                 std::make_shared<DeviceMmioTarget>(file_, prot), off);
+      if (!added) {
+        syscall(SYS_munmap, p, length);
+        errno = saved;
+        return fail(ENOMEM);
+      }
+    }
+  } else {
+    // Variadic arguments as longs (the kernel reads whole registers).
+    p = syscall(SYS_mmap, addr, length, static_cast<long>(prot), static_cast<long>(flags | MAP_SHARED),
+                static_cast<long>(target->fd), static_cast<long>(target->fd_offset + within));
+  }
   int e = errno;
   errno = saved;
   if (p == -1) return fail(e);

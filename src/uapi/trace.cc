@@ -318,4 +318,15 @@ void Dma(const char* device, bool write, uint64_t iova, uint64_t length, const v
   Emit(l);
 }
 
+void Mmio(const char* device, bool write, uint64_t region_offset, unsigned size, uint64_t value, int err) {
+  if (!Enabled()) return;
+  Line l;
+  l.Add("vfio: mmio %s %s%u BAR%llu+%#llx", device, write ? "write" : "read", size,
+        static_cast<unsigned long long>(region_offset >> 40),
+        static_cast<unsigned long long>(region_offset & ((uint64_t{1} << 40) - 1)));
+  if (err) l.Add(" -> SIGBUS (%s)", strerrorname_np(err) ? strerrorname_np(err) : "?");
+  else l.Add(" = %#llx", static_cast<unsigned long long>(value));
+  Emit(l);
+}
+
 }  // namespace uapi::trace

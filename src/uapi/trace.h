@@ -37,6 +37,9 @@ void Open(const char* path, int fd_or_err);
 //   vfio: dma 0000:01:00.0 read iova=0x29e0000 len=3000 host=0x7f..
 // (the preload library installs a hw::DmaObserver that calls this when tracing is on).
 void Dma(const char* device, bool write, uint64_t iova, uint64_t length, const void* host);
+// One CPU access through a trapped BAR mapping (err: 0, or the errno that made it a SIGBUS):
+//   vfio: mmio 0000:01:00.0 write4 BAR0+0x80 = 0x1
+void Mmio(const char* device, bool write, uint64_t region_offset, unsigned size, uint64_t value, int err);
 
 // The formatting behind the above (tests; no trailing newline).
 std::string RequestName(const char* kind, unsigned long request);

@@ -1,11 +1,11 @@
 // uapi user copies: the kernel's copy_from_user / copy_to_user / strndup_user for ioctl arguments.
 // vfiobox serves the process it runs in, so "user memory" is this process's memory, and a bad
 // pointer must answer EFAULT instead of crashing. Two ways, chosen once per process:
-//  * kFaultCatching (default): a plain memcpy under a per-thread recovery point; SIGSEGV/SIGBUS
-//    handlers (installed on first use, SA_NODEFER) jump back to it when the fault happened inside
-//    a copy and chain to the previous handler otherwise — the kernel's exception-table idea. No
-//    syscall: a 32-byte copy costs a few ns. Limitation: a program that later installs its own
-//    SIGSEGV handler (without chaining) turns a bad ioctl pointer into its own fault handling.
+//  * kFaultCatching (default): a plain copy under a per-thread recovery point of the process's
+//    fault dispatcher (faults/fault_dispatcher.h), which jumps back to it when the fault happened
+//    inside a copy — the kernel's exception-table idea. No syscall: a 32-byte copy costs a few ns.
+//    Under the preload library the program's own SIGSEGV handlers are kept by the dispatcher, so
+//    they never displace it.
 //  * kSyscall: process_vm_readv / process_vm_writev on this process (≈4 µs per copy measured on
 //    the 2-vCPU dev VM, where a bare syscall costs ≈2.8 µs under load). Chosen when the handlers
 //    cannot be installed, or with VFIOBOX_USER_COPY=syscall.

@@ -75,6 +75,8 @@ struct MmapTarget {
   int fd = -1;            // e.g. the memfd backing a BAR
   uint64_t fd_offset = 0;  // where the *region* starts in fd; the UAPI layer adds the offset
                           // within the region (mmap offset - region offset) to it
+  bool trapped = false;   // register pages (fd -1): mapped with no access; every CPU access faults
+                          // and reaches MmioAccess as one access of its width
 };
 
 // VFIO_DEVICE_GET_PCI_HOT_RESET_INFO entry.
@@ -112,6 +114,12 @@ class DeviceOps {
   virtual vb::Result<size_t> Write(Device&, const void* buf, size_t count, uint64_t offset) { return vb::Err(EINVAL, "no write"); }
   // mmap(offset, length) of a mappable region (MAP_SHARED only; the UAPI layer checks that).
   virtual vb::Result<MmapTarget> Mmap(Device&, uint64_t offset, uint64_t length, int prot) { return vb::Err(EINVAL, "no mmap"); }
+  // One CPU load or store through a trapped mapping: `size` (1, 2, 4, 8) bytes at region offset
+  // `offset`, as one device access of that width. Any error (EIO: memory decode off) makes the
+  // access a SIGBUS, as a VM_IO fault that cannot be served is on Linux.
+  virtual vb::Result<void> MmioAccess(Device&, uint64_t offset, void* data, unsigned size, bool write) {
+    return vb::Err(EIO, "no mmio");
+  }
   // VFIO_DEVICE_IOEVENTFD (a vfio-pci ioctl: other drivers answer ENOTTY).
   virtual vb::Result<void> Ioeventfd(Device&, const IoeventfdRequest&) { return vb::Err(ENOTTY, "no ioeventfd"); }
   // VFIO_DEVICE_RESET.

@@ -191,7 +191,13 @@ DeviceInfo VfioPciDevice::GetInfoLocked() const {
 
 bool VfioPciDevice::BarMmappable(int bar) const {
   const hw::BarSpec& b = hw_->bar(bar);
-  return b.kind != hw::BarKind::kNone && b.kind != hw::BarKind::kIo && hw_->bar_fd(bar) >= 0 && b.size >= kPageSize;
+  if (b.kind == hw::BarKind::kNone || b.kind == hw::BarKind::kIo) return false;
+  if (hw_->bar_fd(bar) < 0 && !options_.mmap_register_bars) return false;
+  if (b.size >= kPageSize) return true;
+  // A sub-page BAR is mapped when it starts a page (6.1 reserves the rest of that page so no
+  // other BAR can share it): the page-aligned address the BAR holds in hardware decides.
+  auto lo = hw_->ConfigRead(static_cast<uint32_t>(p::kBar0 + 4 * bar), 4);
+  return lo && (*lo & ~0xfu & (kPageSize - 1)) == 0;
 }
 
 vb::Result<RegionInfo> VfioPciDevice::GetRegionInfo(uint32_t index) const {
@@ -554,10 +560,34 @@ vb::Result<MmapTarget> VfioPciDevice::Mmap(uint64_t offset, uint64_t length) con
   if (!BarMmappable(bar)) return vb::Err(EINVAL, "mmap: BAR is not mmappable");
   const uint64_t limit = (hw_->bar(bar).size + kPageSize - 1) & ~(kPageSize - 1);
   if (length == 0 || pos > limit || length > limit - pos) return vb::Err(EINVAL, "mmap: beyond the BAR");
+  // Register pages: the UAPI layer maps them with no access and sends each access to MmioAccess.
+  if (hw_->bar_fd(bar) < 0) return MmapTarget{.trapped = true};
   // fd_offset is where the region (the BAR) starts in the file: the UAPI layer adds the offset
   // within the region itself. Returning `pos` here mapped 2 * pos (found by the fuzzer: SIGBUS past
   // the BAR's memfd, and the wrong bytes below it).
   return MmapTarget{.fd = hw_->bar_fd(bar), .fd_offset = 0};
+}
+
+vb::Result<void> VfioPciDevice::MmioAccess(uint64_t offset, void* data, unsigned size, bool write) const {
+  const uint64_t index = offset >> kOffsetShift;
+  const uint64_t pos = offset & kOffsetMask;
+  if (index >= kRegionRom) return vb::Err(EINVAL, "mmio: not a BAR");
+  const int bar = static_cast<int>(index);
+  const hw::BarSpec& b = hw_->bar(bar);
+  if (pos >= b.size) {
+    // The reserved rest of a sub-page BAR's page: nothing decodes it.
+    if (!write) std::memset(data, 0xff, size);
+    return vb::Ok();
+  }
+  if (size > b.size - pos) return vb::Err(EINVAL, "mmio: access runs past the BAR");
+  // The MSI-X table stays the kernel's, as through read/write: all-ones, writes dropped.
+  const auto [tbl_lo, tbl_hi] = MsixTableSpan(bar);
+  if (pos < tbl_hi && pos + size > tbl_lo) {
+    if (!write) std::memset(data, 0xff, size);
+    return vb::Ok();
+  }
+  // One access of the CPU's width; EIO (memory decode off) becomes the SIGBUS of 6.1's fault path.
+  return write ? hw_->BarWrite(bar, pos, data, size) : hw_->BarRead(bar, pos, data, size);
 }
 
 // ---------------------------------------------------------------------------------------------

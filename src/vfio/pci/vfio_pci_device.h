@@ -44,6 +44,9 @@ struct VfioPciOptions {
   // Interrupt vectors the platform can give one device for MSI/MSI-X (0: as many as asked).
   // With fewer, an enable answers the positive number available (§6.7).
   uint32_t max_vectors = 0;
+  // Register BARs (no shared memory behind them) are offered for mmap, trapped and emulated per
+  // access, as Linux maps every memory BAR. Off: only memory-backed BARs carry MMAP.
+  bool mmap_register_bars = true;
 };
 
 class VfioPciDevice {
@@ -77,6 +80,9 @@ class VfioPciDevice {
   vb::Result<size_t> ReadLocked(void* buf, size_t count, uint64_t offset) REQUIRES(set_->mu);
   vb::Result<size_t> WriteLocked(const void* buf, size_t count, uint64_t offset) REQUIRES(set_->mu);
   vb::Result<MmapTarget> Mmap(uint64_t offset, uint64_t length) const;
+  // One CPU access through a trapped BAR mapping (DeviceOps::MmioAccess). Needs no driver lock: the
+  // BAR layout is fixed and the hardware device serializes its own state.
+  vb::Result<void> MmioAccess(uint64_t offset, void* data, unsigned size, bool write) const;
   vb::Result<void> ResetLocked() REQUIRES(set_->mu);
   // VFIO_DEVICE_IOEVENTFD (§6.11): EINVAL for a region that is not an implemented BAR, a write
   // beyond the BAR or one touching the MSI-X table; then IoeventfdSet::Assign's answers.

@@ -185,6 +185,10 @@ vb::Result<MmapTarget> VfioPciDriver::Mmap(Device& dev, uint64_t offset, uint64_
   return Get(dev).Mmap(offset, length);
 }
 
+vb::Result<void> VfioPciDriver::MmioAccess(Device& dev, uint64_t offset, void* data, unsigned size, bool write) {
+  return Get(dev).MmioAccess(offset, data, size, write);
+}
+
 vb::Result<void> VfioPciDriver::Ioeventfd(Device& dev, const IoeventfdRequest& req) {
   VfioPciDevice& s = Get(dev);
   vb::MutexLock l(s.mu());
