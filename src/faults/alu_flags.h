@@ -4,7 +4,7 @@
 //
 // Only the six arithmetic flags (CF, PF, AF, ZF, SF, OF) change; other RFLAGS bits (DF, IF, TF,
 // ...) pass through. Where the SDM calls a flag undefined (AF after and/or/xor/test) we leave what
-// current Intel and AMD cores leave: cleared.
+// the Intel cores the tests compare against leave: cleared.
 #pragma once
 
 #include <cstdint>
