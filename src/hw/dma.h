@@ -17,6 +17,8 @@ enum class DmaFaultReason : uint8_t {
   kNotMapped,       // no translation for the iova
   kPermission,      // a write to a read-only mapping, or a read of a write-only one
   kOutOfAperture,   // iova outside the domain's aperture
+  kPeerToPeer,      // the iova reaches a device's register pages (a BAR mapping MAP_DMA'd): not
+                    // carried out yet (docs/design/0008-mapped-registers.md)
 };
 const char* DmaFaultReasonName(DmaFaultReason r);
 

@@ -1,5 +1,7 @@
 #include "hw/dma_port.h"
 
+#include "faults/trap_map.h"
+
 #include <cstring>
 
 #include "base/checked.h"
@@ -120,6 +122,12 @@ vb::Result<void> DmaPort::Transfer(uint64_t iova, size_t len, CopyFn copy) {
     if (!r.ok) {
       Fault(iova + off, kAccess, r.reason);
       return vb::Err(EFAULT, "dma: translation fault");
+    }
+    // Register pages of a BAR mapping (peer-to-peer): never touched from here (the device model
+    // behind them may be the one doing this DMA, under its own state lock).
+    if (!faults::TrapMap::Global().empty() && faults::TrapMap::Global().Find(reinterpret_cast<uint64_t>(r.segment.host))) {
+      Fault(iova + off, kAccess, DmaFaultReason::kPeerToPeer);
+      return vb::Err(EFAULT, "dma: peer-to-peer to register pages");
     }
     if (nsegs < kMaxSegments) {
       segs[nsegs].host = r.segment.host;

@@ -262,19 +262,23 @@ void Iommu::DetachGroup(iommu::Group& group) {
 }
 
 vb::Result<void> Iommu::PinAndMapLocked(Dma& dma) {
-  TRY(UserMemory::CheckRange(dma.vaddr, dma.size, dma.prot & kProtWrite));
-  TRY(account_.Charge(dma.size));
+  // A vaddr in a device's BAR mapping (peer-to-peer): 6.1 pins the PFNs of a VM_PFNMAP vma and
+  // charges nothing for them.
+  const bool mmio = UserMemory::IsDeviceMmio(dma.vaddr, dma.size);
+  if (!mmio) TRY(UserMemory::CheckRange(dma.vaddr, dma.size, dma.prot & kProtWrite));
+  const uint64_t charge = mmio ? 0 : dma.size;
+  TRY(account_.Charge(charge));
   dma.pinned = dma.vaddr;
   size_t done = 0;
   for (; done < domains_.size(); ++done) {
     auto r = domains_[done].domain->Map(dma.iova, dma.pinned, dma.size, DomainProt(dma.prot));
     if (!r.has_value()) {
       while (done-- > 0) (void)domains_[done].domain->Unmap(dma.iova, dma.size);
-      account_.Uncharge(dma.size);
+      account_.Uncharge(charge);
       return r;
     }
   }
-  dma.locked_bytes = dma.size;
+  dma.locked_bytes = charge;
   dma.account = &account_;
   dma.iommu_mapped = true;
   return vb::Ok();

@@ -1,5 +1,7 @@
 #include "vfio/type1/user_memory.h"
 
+#include "faults/trap_map.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -142,6 +144,16 @@ vb::Result<void> UserMemory::CheckRangeByMaps(uint64_t vaddr, uint64_t size, boo
   TRY(ReadVmas(vmas));
   if (!Covers(vmas, vaddr, end, write)) return vb::Err(EFAULT, "user range: not mapped or permission");
   return vb::Ok();
+}
+
+bool UserMemory::IsDeviceMmio(uint64_t vaddr, uint64_t size) {
+  if (size == 0 || faults::TrapMap::Global().empty()) return false;
+  for (uint64_t at = vaddr; at - vaddr < size;) {
+    faults::TrapMap::Hit hit = faults::TrapMap::Global().Find(at);
+    if (!hit) return false;
+    at += hit.bytes_to_end();
+  }
+  return true;
 }
 
 vb::Result<void> UserMemory::CheckRange(uint64_t vaddr, uint64_t size, bool write) {

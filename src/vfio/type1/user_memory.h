@@ -41,6 +41,10 @@ class UserMemory {
   // Errors: EFAULT when any byte is unmapped or lacks the permission, or the range wraps.
   static vb::Result<void> CheckRange(uint64_t vaddr, uint64_t size, bool write);
 
+  // True when every byte of [vaddr, vaddr + size) lies in a trapped device BAR mapping (a VM_PFNMAP
+  // vma on Linux): MAP_DMA of it is peer-to-peer, pinned by PFN and never charged. No syscall.
+  static bool IsDeviceMmio(uint64_t vaddr, uint64_t size);
+
   // The same decision made only from /proc/self/maps (never faults pages in). Exposed for tests
   // and for callers that must not populate. Errors: EFAULT as above; EIO if maps cannot be read.
   static vb::Result<void> CheckRangeByMaps(uint64_t vaddr, uint64_t size, bool write);
