@@ -152,6 +152,9 @@ void AtForkParent() NO_THREAD_SAFETY_ANALYSIS { g_ctl_mu.Unlock(); }
 void AtForkChild() NO_THREAD_SAFETY_ANALYSIS {
   g_ctl_mu.Unlock();
   new (&g_init_mu) std::mutex();
+  // A parent that never started its machine has nothing to inherit: the child starts its own on
+  // first use, as the parent would have.
+  if (g_state.load() == kStateUninit) return;
   if (g_state.load() == kStateReady && uapi::FdTable::Global().size() == 0 && faults::TrapMap::Global().empty()) {
     // Nothing of the parent's machine is reachable from here: start afresh on first use. The
     // parent's backend is abandoned, not destroyed (its threads did not come along).
