@@ -3,10 +3,15 @@
  * simulated edu; on a machine with an IOMMU and an edu bound to vfio-pci it talks to the real one.
  *
  *   1. find the edu (1234:11e8) and its IOMMU group through sysfs;
- *   2. open the container, the group and the device; set up type1;
+ *   2. open the container, the group and the device; set up type1; mmap the register BAR (BAR0)
+ *      and drive the registers through that mapping, as a real driver does;
  *   3. map a buffer for DMA, route the device's MSI to an eventfd;
  *   4. DMA RAM -> device and back, wait for the MSI, check the bytes;
  *   5. unmap, and show that a DMA to the unmapped iova faults and changes nothing.
+ *
+ * Usage: edu-dma [--pread]. With --pread (or EDU_DMA_PREAD=1 in the environment) the registers are
+ * read and written with pread/pwrite on the device fd at BAR0's region offset instead; that is
+ * also the fallback when the region does not offer VFIO_REGION_INFO_FLAG_MMAP.
  *
  * Exit status 0 when every step behaved. SPDX-License-Identifier: Apache-2.0 */
 #define _GNU_SOURCE
@@ -90,12 +95,25 @@ struct edu {
   int device;
   uint64_t bar0; /* region offset of BAR0 on the device fd */
   uint64_t config;
+  volatile uint8_t* regs; /* BAR0 mapped, or NULL: pread/pwrite at bar0 */
+  uint64_t regs_size;
 };
 
+/* One register access of `size` bytes (4 or 8): a load or store through the mapping (one device
+ * access of that width), or pread/pwrite of the region. */
 static int reg_write(struct edu* edu, uint32_t off, uint64_t v, int size) {
+  if (edu->regs) {
+    if (size == 8)
+      *(volatile uint64_t*)(edu->regs + off) = v;
+    else
+      *(volatile uint32_t*)(edu->regs + off) = (uint32_t)v;
+    return 0;
+  }
   return pwrite(edu->device, &v, size, edu->bar0 + off) == size ? 0 : -1;
 }
 static uint64_t reg_read(struct edu* edu, uint32_t off, int size) {
+  if (edu->regs)
+    return size == 8 ? *(volatile uint64_t*)(edu->regs + off) : *(volatile uint32_t*)(edu->regs + off);
   uint64_t v = 0;
   if (pread(edu->device, &v, size, edu->bar0 + off) != size) return ~0ull;
   return v;
@@ -120,7 +138,7 @@ static uint64_t run_dma(struct edu* edu, int efd, uint64_t src, uint64_t dst, ui
   return reg_read(edu, REG_DMA_CMD, 8);
 }
 
-static int run(void) {
+static int run(int use_pread) {
   char bdf[64];
   int group_id;
   CHECK(find_edu(bdf, sizeof bdf, &group_id) == 0, "no edu device (1234:11e8) in /sys/bus/pci/devices");
@@ -159,6 +177,20 @@ static int run(void) {
   edu.config = cfg.offset;
   printf("edu-dma: BAR0 %llu KiB at region offset %#llx\n", (unsigned long long)bar0.size / 1024,
          (unsigned long long)bar0.offset);
+  edu.regs = NULL;
+  edu.regs_size = bar0.size;
+  if (!use_pread && !(bar0.flags & VFIO_REGION_INFO_FLAG_MMAP)) {
+    printf("edu-dma: BAR0 is not mappable (no VFIO_REGION_INFO_FLAG_MMAP); using pread/pwrite\n");
+    use_pread = 1;
+  }
+  if (!use_pread) {
+    void* regs = mmap(NULL, bar0.size, PROT_READ | PROT_WRITE, MAP_SHARED, edu.device, (off_t)bar0.offset);
+    CHECK(regs != MAP_FAILED, "mmap BAR0");
+    edu.regs = regs;
+    printf("edu-dma: registers through an mmap of BAR0\n");
+  } else {
+    printf("edu-dma: registers through pread/pwrite on the device fd\n");
+  }
 
   /* Memory decode and bus mastering (a DMA engine and MSI both need the latter). */
   uint16_t cmd;
@@ -211,6 +243,7 @@ static int run(void) {
   printf("edu-dma: DMA after unmap was stopped by the IOMMU; the old page is untouched\n");
 
   close(efd);
+  if (edu.regs) munmap((void*)edu.regs, edu.regs_size);
   close(edu.device);
   close(group);
   close(container);
@@ -218,9 +251,19 @@ static int run(void) {
   return 0;
 }
 
-int main(void) {
+int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (run() != 0 || failures) return 1;
+  const char* env = getenv("EDU_DMA_PREAD");
+  int use_pread = env && *env && strcmp(env, "0") != 0;
+  for (int i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--pread") == 0) {
+      use_pread = 1;
+    } else {
+      fprintf(stderr, "usage: %s [--pread]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (run(use_pread) != 0 || failures) return 1;
   printf("edu-dma: all steps passed\n");
   return 0;
 }

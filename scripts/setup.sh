@@ -10,8 +10,9 @@ pkgs=(build-essential cmake ninja-build pkg-config libzydis-dev
       libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev)
 case "$preset" in
   asan|tsan|thread-safety) pkgs+=(clang-19 libclang-rt-19-dev lld-19) ;;
-  # The QEMU tests (tests/qemu): QEMU itself, and what the guest test builds its initramfs from.
-  default) pkgs+=(qemu-system-x86 busybox-static cpio xz-utils) ;;
+  # The QEMU tests (tests/qemu): QEMU itself, and what the guest test builds its initramfs from;
+  # clang-19 for the clang builds of tests/mmio/mmio_forms.c.
+  default) pkgs+=(qemu-system-x86 busybox-static cpio xz-utils clang-19) ;;
 esac
 
 missing=()

@@ -36,7 +36,6 @@ struct sigaction g_actions[2];
 
 thread_local sigjmp_buf* t_recover = nullptr;  // the user copy running on this thread, if any
 thread_local int t_emulating = 0;              // inside an MMIO emulation on this thread
-thread_local int t_in_program_handler[2] = {};  // program handler running for SIGSEGV / SIGBUS
 
 int Index(int sig) { return sig == SIGBUS ? 1 : 0; }
 
@@ -83,13 +82,15 @@ void WriteStderr(const char* s) {
 void ToProgram(int sig, siginfo_t* info, ucontext_t* uc) {
   const bool fault = info->si_code > 0;
   struct sigaction act = ProgramAction(sig);
-  const int i = Index(sig);
   if (act.sa_handler == SIG_IGN && !fault) return;
-  // A fault with nowhere to go kills (force_sig_fault); so does one raised while the program's
-  // handler for it runs without SA_NODEFER (the kernel would find it blocked).
-  if (act.sa_handler == SIG_DFL || act.sa_handler == SIG_IGN ||
-      (fault && t_in_program_handler[i] && !(act.sa_flags & SA_NODEFER)))
-    Die(sig, info);
+  // A fault with nowhere to go kills (force_sig_fault). A fault raised while the program's
+  // handler runs without SA_NODEFER would find the signal blocked and kill too, but whether the
+  // handler still runs cannot be told here: a handler left by siglongjmp (the common way out of a
+  // SIGSEGV handler) is indistinguishable from one still running, and treating it as running
+  // killed the program at its next own fault. Such a fault is delivered to the handler
+  // again instead (as with SA_NODEFER); a handler that keeps faulting ends by overflowing its
+  // stack, which the kernel turns into death by SIGSEGV.
+  if (act.sa_handler == SIG_DFL || act.sa_handler == SIG_IGN) Die(sig, info);
   if (act.sa_flags & SA_RESETHAND) {
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
@@ -101,12 +102,10 @@ void ToProgram(int sig, siginfo_t* info, ucontext_t* uc) {
   if (!(act.sa_flags & SA_NODEFER)) sigaddset(&mask, sig);
   sigdelset(&mask, SIGSEGV);
   syscall(SYS_rt_sigprocmask, SIG_BLOCK, &mask, &old, sizeof(uint64_t));
-  ++t_in_program_handler[i];
   if (act.sa_flags & SA_SIGINFO)
     act.sa_sigaction(sig, info, uc);
   else
     act.sa_handler(sig);
-  --t_in_program_handler[i];
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, sizeof(uint64_t));
 }
 

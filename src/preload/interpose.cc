@@ -152,6 +152,15 @@ void AtForkParent() NO_THREAD_SAFETY_ANALYSIS { g_ctl_mu.Unlock(); }
 void AtForkChild() NO_THREAD_SAFETY_ANALYSIS {
   g_ctl_mu.Unlock();
   new (&g_init_mu) std::mutex();
+}
+// Registered after uapi::FdTable's handlers, so it runs after the table's child handler has
+// unlocked the table (held across fork) and marked the inherited entries: asking the table its
+// size from AtForkChild took the lock the child still held (a lock-order abort, or a self-deadlock
+// without the checks, in every fork of a process that had used VFIO).
+void AtForkChildAfterTable() {
+  // A parent that never started its machine has nothing to inherit: the child starts its own on
+  // first use, as the parent would have.
+  if (g_state.load() == kStateUninit) return;
   if (g_state.load() == kStateReady && uapi::FdTable::Global().size() == 0 && faults::TrapMap::Global().empty()) {
     // Nothing of the parent's machine is reachable from here: start afresh on first use. The
     // parent's backend is abandoned, not destroyed (its threads did not come along).
@@ -661,6 +670,7 @@ int AdviceDone(int advice, int r) {
 __attribute__((constructor)) void PreloadInit() {
   pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild);
   uapi::FdTable::Global();  // registers the table's own fork handlers
+  pthread_atfork(nullptr, nullptr, AtForkChildAfterTable);
 }
 
 }  // namespace

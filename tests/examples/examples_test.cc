@@ -33,14 +33,39 @@ class Examples : public ::testing::Test {
   }
 };
 
-TEST_F(Examples, EduDmaPassesUnderVfioboxRun) {
-  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run -- " + VB_EDU_DMA);
+// What every run of edu-dma must show, whichever way it reaches the registers.
+void ExpectEduDmaPassed(const Outcome& o) {
   EXPECT_EQ(o.status, 0) << o.output;
   EXPECT_NE(o.output.find("edu-dma: all steps passed"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("bytes verified, 2 MSIs received"), std::string::npos) << o.output;
   // The DMA after unmap is in the fault log printed at exit.
   EXPECT_NE(o.output.find("IOMMU fault log"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("0000:01:00.0 write of iova 0x101000"), std::string::npos) << o.output;
+}
+
+// By default the registers are driven through an mmap of BAR0 (trapped MMIO, design 0008).
+TEST_F(Examples, EduDmaPassesUnderVfioboxRun) {
+  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run -- " + VB_EDU_DMA);
+  ExpectEduDmaPassed(o);
+  EXPECT_NE(o.output.find("edu-dma: registers through an mmap of BAR0"), std::string::npos) << o.output;
+}
+
+// --pread: the registers through pread/pwrite on the device fd at BAR0's region offset.
+TEST_F(Examples, EduDmaPreadPathPassesUnderVfioboxRun) {
+  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run -- " + VB_EDU_DMA + " --pread");
+  ExpectEduDmaPassed(o);
+  EXPECT_NE(o.output.find("edu-dma: registers through pread/pwrite on the device fd"), std::string::npos) << o.output;
+  EXPECT_EQ(o.output.find("mmap of BAR0"), std::string::npos) << o.output;
+  o = RunCommand("EDU_DMA_PREAD=1 " + std::string(VB_VFIOBOX) + " run -- " + VB_EDU_DMA);
+  ExpectEduDmaPassed(o);
+  EXPECT_NE(o.output.find("edu-dma: registers through pread/pwrite on the device fd"), std::string::npos) << o.output;
+}
+
+// A register BAR without MMAP (the "no-mmap" switch, or an older kernel): edu-dma falls back.
+TEST_F(Examples, EduDmaFallsBackToPreadWhenBar0IsNotMappable) {
+  Outcome o = RunCommand(std::string(VB_VFIOBOX) + " run --register-bars=no-mmap -- " + VB_EDU_DMA);
+  ExpectEduDmaPassed(o);
+  EXPECT_NE(o.output.find("BAR0 is not mappable"), std::string::npos) << o.output;
 }
 
 TEST_F(Examples, EduDmaTraceShowsTheVfioCalls) {
