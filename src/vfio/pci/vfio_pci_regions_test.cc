@@ -74,7 +74,7 @@ TEST_F(VfioPciRegions, RegionInfoForEveryIndex) {
   auto e = Open(*edu);
   auto bar0 = driver.GetRegionInfo(e.dev(), 0);
   EXPECT_EQ(bar0->size, devices::Edu::kBar0Size);
-  EXPECT_EQ(bar0->flags, kRw);
+  EXPECT_EQ(bar0->flags, kRw | VFIO_REGION_INFO_FLAG_MMAP);  // a register BAR, mapped trapped
   EXPECT_EQ(driver.GetRegionInfo(e.dev(), 7)->size, 256u);
 }
 
@@ -286,13 +286,18 @@ TEST_F(VfioPciRegions, MmapOfMappableBarSharesTheDeviceMemory) {
       {RegionOffset(0) + 4096, 4096, 0},
       {RegionOffset(0), devices::TestEndpoint::kBar0Size + 4096, EINVAL},
       {RegionOffset(0) + devices::TestEndpoint::kBar0Size, 4096, EINVAL},
-      {RegionOffset(2), 4096, EINVAL},  // register BAR
+      {RegionOffset(2), 4096, 0},  // register BAR: trapped
+      {RegionOffset(2), devices::TestEndpoint::kBar2Size + 4096, EINVAL},
       {RegionOffset(1), 4096, EINVAL},
       {RegionOffset(6), 4096, EINVAL},
       {RegionOffset(7), 4096, EINVAL},
       {RegionOffset(8), 4096, EINVAL},
   };
   for (const Row& r : rows) EXPECT_EQ(vb::ErrnoOf(driver.Mmap(d, r.offset, r.length, PROT_READ)), r.err) << r.offset;
+  // Register pages are served by trapping, not by a file.
+  auto regs = driver.Mmap(d, RegionOffset(2), 4096, PROT_READ).value();
+  EXPECT_TRUE(regs.trapped);
+  EXPECT_EQ(regs.fd, -1);
   auto t = driver.Mmap(d, RegionOffset(0), devices::TestEndpoint::kBar0Size, PROT_READ | PROT_WRITE).value();
   EXPECT_EQ(t.fd, ep0->bar_fd(0));
   void* m = mmap(nullptr, devices::TestEndpoint::kBar0Size, PROT_READ | PROT_WRITE, MAP_SHARED, t.fd, t.fd_offset);
