@@ -23,6 +23,8 @@
 //
 // Build: the `asan` preset (VB_FUZZ=ON) → build/asan/uapi_fuzzer. Runs: see docs/reliability.md.
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <fuzzer/FuzzedDataProvider.h>
 #include <linux/vfio.h>
 #include <sys/eventfd.h>
@@ -43,6 +45,8 @@
 #include "base/fail_point.h"
 #include "devices/edu.h"
 #include "devices/test_endpoint.h"
+#include "faults/fault_dispatcher.h"
+#include "faults/trap_map.h"
 #include "iommu/domain.h"
 #include "iommu/iommu.h"
 #include "topology/system.h"
@@ -208,7 +212,13 @@ struct Input {
   // nothing observable: the backend goes with the last group, not with the last reference.
   std::vector<vb::RefPtr<vfio::Container>> containers;
   std::vector<int> fds;                         // fds this input opened (closed at the end)
-  std::vector<std::pair<void*, size_t>> maps;   // region mmaps
+  struct Map {
+    void* addr;
+    size_t length;
+    uint64_t offset;       // the mmap offset (region index << 40 | offset within the region)
+    bool test_endpoint;    // a test endpoint's region (else an edu's)
+  };
+  std::vector<Map> maps;                        // region mmaps
   std::vector<std::unique_ptr<Unplug>> unplugs; // in flight or finished
   bool unplugged[kNumDevices] = {};
 };
@@ -686,9 +696,60 @@ void OpMmap(FuzzedDataProvider& p, Input& in) {
     return;
   }
   CHECK(err == 0);
-  volatile uint8_t x = *static_cast<volatile uint8_t*>(a);  // the mapping is backed
-  (void)x;
-  in.maps.emplace_back(a, len);
+  const std::string& name = static_cast<uapi::DeviceFileObject*>(Obj(dfd).get())->device_file().device().name();
+  bool ep = false;
+  for (const auto& k : kDevices) ep |= k.replug == Kind::kTestEndpoint && name == k.name;
+  in.maps.push_back(Input::Map{a, len, (index << 40) + off, ep});
+}
+
+// Loads and stores through a region mapping, as a driver makes them: on register pages each one
+// is trapped and emulated (one device access of its width), on memory pages it is memory. With
+// memory decode off, or a device removed by surprise, the answer is the kernel's: SIGBUS (caught
+// here through the program's handler, as a program would) or all-ones. Stores go only where they
+// start nothing asynchronous (the test endpoint's scratch window, or memory BARs), so the DMA
+// oracle stays exact.
+thread_local sigjmp_buf* volatile t_mmio_jump = nullptr;
+void MmioJump(int, siginfo_t*, void*) { siglongjmp(*t_mmio_jump, 1); }
+
+void OpMmio(FuzzedDataProvider& p, Input& in) {
+  if (in.maps.empty()) return;
+  const Input::Map& m = in.maps[p.ConsumeIntegralInRange<size_t>(0, in.maps.size() - 1)];
+  const unsigned width = 1u << p.ConsumeIntegralInRange<int>(0, 3);
+  const uint64_t at = p.ConsumeIntegralInRange<uint64_t>(0, m.length - width);
+  const uint64_t region_off = (m.offset & ((uint64_t{1} << 40) - 1)) + at;
+  const bool registers = faults::TrapMap::Global().Find(reinterpret_cast<uint64_t>(m.addr) + at);
+  const bool window = m.test_endpoint && (m.offset >> 40) == 2 &&
+                      region_off >= devices::TestEndpoint::kScratchWindow &&
+                      region_off + width <= devices::TestEndpoint::kScratchWindow + devices::TestEndpoint::kScratchWindowSize;
+  const bool write = p.ConsumeBool() && (window || !registers);
+  const uint64_t value = p.ConsumeIntegral<uint64_t>();
+  volatile uint8_t* where = static_cast<volatile uint8_t*>(m.addr) + at;
+  struct sigaction act {}, old {};
+  act.sa_sigaction = &MmioJump;
+  act.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&act.sa_mask);
+  faults::FaultDispatcher::ProgramSigaction(SIGBUS, &act, &old);
+  sigjmp_buf jb;
+  bool bus_error = false;
+  if (sigsetjmp(jb, 1) == 0) {
+    t_mmio_jump = &jb;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    switch (width) {
+      case 1: if (write) *where = static_cast<uint8_t>(value); else (void)*where; break;
+      case 2: if (write) *reinterpret_cast<volatile uint16_t*>(where) = static_cast<uint16_t>(value);
+              else (void)*reinterpret_cast<volatile uint16_t*>(where); break;
+      case 4: if (write) *reinterpret_cast<volatile uint32_t*>(where) = static_cast<uint32_t>(value);
+              else (void)*reinterpret_cast<volatile uint32_t*>(where); break;
+      default: if (write) *reinterpret_cast<volatile uint64_t*>(where) = value;
+               else (void)*reinterpret_cast<volatile uint64_t*>(where); break;
+    }
+  } else {
+    bus_error = true;
+  }
+  t_mmio_jump = nullptr;
+  faults::FaultDispatcher::ProgramSigaction(SIGBUS, &old, nullptr);
+  // Only a trapped access can be a bus error (decode off); memory pages never are.
+  CHECK(!bus_error || registers, "SIGBUS from a memory page");
 }
 
 void OpSetIrqs(FuzzedDataProvider& p, Input& in) {
@@ -917,7 +978,10 @@ void OpUnplug(FuzzedDataProvider& p, Input& in) {
 }
 
 void Finish(Input& in) {
-  for (auto [a, n] : in.maps) munmap(a, n);
+  for (const Input::Map& m : in.maps) {
+    faults::TrapMap::Global().Remove(reinterpret_cast<uint64_t>(m.addr), m.length);  // as munmap's hook
+    munmap(m.addr, m.length);
+  }
   for (int fd : in.fds) CHECK(FdTable::Global().Close(fd) == 0);
   in.fds.clear();
   remover->WaitIdle();
@@ -956,7 +1020,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider p(data, size);
   Input in;
   for (int step = 0; step < 64 && p.remaining_bytes() > 0; ++step) {
-    switch (p.ConsumeIntegralInRange<int>(0, 18)) {
+    switch (p.ConsumeIntegralInRange<int>(0, 19)) {
       case 0: case 1: OpOpen(p, in); break;
       case 2: OpClose(p, in); break;
       case 3: OpDup(p, in); break;
@@ -973,6 +1037,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 15: case 16: OpDeviceDma(p, in); break;
       case 17: OpUnplug(p, in); break;
       case 18: OpIoeventfd(p, in); break;
+      case 19: OpMmio(p, in); break;
     }
     CheckStep(in);
   }

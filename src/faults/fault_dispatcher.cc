@@ -252,11 +252,6 @@ void OnFault(int sig, siginfo_t* si, void* ctx) {
 bool g_install_ok = false;
 
 void InstallOnce() {
-#ifdef VB_FAULTS_TSAN
-  // TSan's deadly-signal handler takes synchronous SIGSEGV before a user handler can recover from
-  // it (and TSan builds run the syscall copies): no dispatcher in TSan builds.
-  return;
-#endif
   g_real_sigaction = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
   if (!g_real_sigaction) g_real_sigaction = &::sigaction;
   struct sigaction sa {};
