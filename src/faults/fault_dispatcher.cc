@@ -4,7 +4,6 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -111,23 +110,24 @@ void ToProgram(int sig, siginfo_t* info, ucontext_t* uc) {
 
 // ---- the MMIO path ----
 
-bool VmCopy(bool write, void* local, uint64_t remote, size_t len) {
-  iovec l{local, len};
-  iovec r{reinterpret_cast<void*>(remote), len};
-  long n = syscall(write ? SYS_process_vm_writev : SYS_process_vm_readv, static_cast<long>(getpid()),
-                   &l, 1L, &r, 1L, 0L);
-  return n == static_cast<long>(len);
+// Ordinary memory touched by an emulated instruction (the other side of a movs, MOVDIR64B's
+// source, the instruction bytes): a recoverable copy, so an unmapped address is a SIGSEGV for the
+// program rather than a fault inside the handler, and no syscall.
+bool SafeCopy(bool write, void* local, uint64_t remote, size_t len) {
+  return write ? RecoverableCopy(reinterpret_cast<void*>(remote), local, len)
+               : RecoverableCopy(local, reinterpret_cast<const void*>(remote), len);
 }
 
 class DispatchBus final : public MemoryBus {
  public:
   size_t FetchCode(uint64_t rip, uint8_t* out, size_t max) override {
-    // The page holding RIP was just executed from; only bytes on the next page may be missing.
+    // The page holding RIP was just executed from; only bytes on the next page may be missing, so
+    // the next page is copied on its own.
     const size_t room = static_cast<size_t>(kPage - (rip & (kPage - 1)));
     const size_t first = room < max ? room : max;
-    if (!VmCopy(false, out, rip, first)) return 0;
+    if (!SafeCopy(false, out, rip, first)) return 0;
     if (first == max) return max;
-    return VmCopy(false, out + first, rip + first, max - first) ? max : first;
+    return SafeCopy(false, out + first, rip + first, max - first) ? max : first;
   }
   BusStatus Read(uint64_t addr, void* data, unsigned size) override { return Access(addr, data, size, false); }
   BusStatus Write(uint64_t addr, const void* data, unsigned size) override {
@@ -139,7 +139,7 @@ class DispatchBus final : public MemoryBus {
     if (hit && !hit.mine()) return BusStatus::kBusError;
     if (!hit) {
       *accepted = true;
-      return VmCopy(true, const_cast<void*>(data), addr, size) ? BusStatus::kOk : BusStatus::kSegv;
+      return SafeCopy(true, const_cast<void*>(data), addr, size) ? BusStatus::kOk : BusStatus::kSegv;
     }
     if (hit.bytes_to_end() < size) return BusStatus::kOk;  // split: each piece finds its own page
     *accepted = hit.target().WriteWide(hit.region_offset(), data, size);
@@ -149,7 +149,7 @@ class DispatchBus final : public MemoryBus {
  private:
   static BusStatus Access(uint64_t addr, void* data, unsigned size, bool write) {
     TrapMap::Hit hit = TrapMap::Global().Find(addr);
-    if (!hit) return VmCopy(write, data, addr, size) ? BusStatus::kOk : BusStatus::kSegv;
+    if (!hit) return SafeCopy(write, data, addr, size) ? BusStatus::kOk : BusStatus::kSegv;
     if (!hit.mine()) return BusStatus::kBusError;
     // An access that runs off the end of a trapped mapping: the bus would split it between two
     // targets; refuse it instead.
