@@ -568,7 +568,7 @@ vb::Result<MmapTarget> VfioPciDevice::Mmap(uint64_t offset, uint64_t length) con
   return MmapTarget{.fd = hw_->bar_fd(bar), .fd_offset = 0};
 }
 
-vb::Result<void> VfioPciDevice::MmioAccess(uint64_t offset, void* data, unsigned size, bool write) const {
+vb::Result<void> VfioPciDevice::MmioAccessLocked(uint64_t offset, void* data, unsigned size, bool write) const {
   const uint64_t index = offset >> kOffsetShift;
   const uint64_t pos = offset & kOffsetMask;
   if (index >= kRegionRom) return vb::Err(EINVAL, "mmio: not a BAR");

@@ -80,9 +80,8 @@ class VfioPciDevice {
   vb::Result<size_t> ReadLocked(void* buf, size_t count, uint64_t offset) REQUIRES(set_->mu);
   vb::Result<size_t> WriteLocked(const void* buf, size_t count, uint64_t offset) REQUIRES(set_->mu);
   vb::Result<MmapTarget> Mmap(uint64_t offset, uint64_t length) const;
-  // One CPU access through a trapped BAR mapping (DeviceOps::MmioAccess). Needs no driver lock: the
-  // BAR layout is fixed and the hardware device serializes its own state.
-  vb::Result<void> MmioAccess(uint64_t offset, void* data, unsigned size, bool write) const;
+  // One CPU access through a trapped BAR mapping (DeviceOps::MmioAccess), of the CPU's width.
+  vb::Result<void> MmioAccessLocked(uint64_t offset, void* data, unsigned size, bool write) const REQUIRES(set_->mu);
   vb::Result<void> ResetLocked() REQUIRES(set_->mu);
   // VFIO_DEVICE_IOEVENTFD (§6.11): EINVAL for a region that is not an implemented BAR, a write
   // beyond the BAR or one touching the MSI-X table; then IoeventfdSet::Assign's answers.

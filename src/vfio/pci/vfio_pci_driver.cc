@@ -186,7 +186,11 @@ vb::Result<MmapTarget> VfioPciDriver::Mmap(Device& dev, uint64_t offset, uint64_
 }
 
 vb::Result<void> VfioPciDriver::MmioAccess(Device& dev, uint64_t offset, void* data, unsigned size, bool write) {
-  return Get(dev).MmioAccess(offset, data, size, write);
+  // Under the device set's lock, as read()/write(): an access racing a reset waits for it (6.1's
+  // fault handler takes memory_lock, which reset holds), instead of finding memory decode off.
+  VfioPciDevice& s = Get(dev);
+  vb::MutexLock l(s.mu());
+  return s.MmioAccessLocked(offset, data, size, write);
 }
 
 vb::Result<void> VfioPciDriver::Ioeventfd(Device& dev, const IoeventfdRequest& req) {
