@@ -35,12 +35,21 @@ class VfioPciIoeventfd : public VfioPciFixture {
     ASSERT_EQ(write(e.fd, &one, sizeof one), static_cast<ssize_t>(sizeof one));
   }
   uint8_t* Bar0() const { return static_cast<uint8_t*>(ep0->bar_host(0)); }
-  // A plain read of BAR0's memory: only where no write can be in flight (after a delete, a close,
-  // or a WaitStats that saw every signal handled).
+  // BAR0's qword at `pos`, read through the device: its state lock orders the read with the
+  // watcher's writes (TSan does not see the eventfd between Signal and the watcher, so a plain read
+  // of the memory before a signal was reported racing the write that signal caused).
+  // With memory decode off the device answers nothing: then the memory is read directly, which is
+  // right only where no write can be in flight (after a WaitStats that saw every signal handled).
   uint64_t Bar0Qword(uint64_t pos) const {
     uint64_t v = 0;
-    std::memcpy(&v, Bar0() + pos, sizeof v);
+    if (!ep0->BarRead(0, pos, &v, sizeof v).has_value()) std::memcpy(&v, Bar0() + pos, sizeof v);
     return v;
+  }
+  // Fills BAR0's qword at `pos` with `byte`, through the device (ordered with the watcher's writes).
+  void FillBar0(uint64_t pos, uint8_t byte) {
+    uint64_t v = 0;
+    std::memset(&v, byte, sizeof v);
+    EXPECT_TRUE(ep0->BarWrite(0, pos, &v, sizeof v).has_value());
   }
   // Waits (bounded) until BAR0's qword at `pos` equals `want`. Reads through the device (its state
   // lock orders them with the watcher's writes; memory decode must be on).
@@ -133,14 +142,17 @@ TEST_F(VfioPciIoeventfd, SignalWritesTheDataToTheMemoryBarAndDeleteStopsIt) {
   Signal(e);
   ASSERT_TRUE(WaitBar0(0x100, 0x1122334455667788));
   ASSERT_TRUE(WaitBar0(0x200, 0xbeef00));  // exactly two bytes at 0x201
-  // Each signal writes again (the count is consumed).
-  std::memset(Bar0() + 0x100, 0, 8);
+  // Each signal writes again (the count is consumed). Both entries are awaited: the direct memsets
+  // below must not race the watcher's second write (a TSan report when only 0x100 was awaited).
+  FillBar0(0x100, 0);
+  FillBar0(0x200, 0);
   Signal(e);
   ASSERT_TRUE(WaitBar0(0x100, 0x1122334455667788));
+  ASSERT_TRUE(WaitBar0(0x200, 0xbeef00));
   // After the delete returns, a signal writes nothing for that entry; the other one still works.
   ASSERT_EQ(vb::ErrnoOf(Io(d, 0, 0x100, 8, 0x1122334455667788, -1)), 0);
-  std::memset(Bar0() + 0x100, 0xa5, 8);
-  std::memset(Bar0() + 0x200, 0, 8);
+  FillBar0(0x100, 0xa5);
+  FillBar0(0x200, 0);
   Signal(e);
   ASSERT_TRUE(WaitBar0(0x200, 0xbeef00));
   Settle();
@@ -211,7 +223,7 @@ TEST_F(VfioPciIoeventfd, LastCloseDropsEveryEntry) {
     ASSERT_EQ(vb::ErrnoOf(Io(o.dev(), 0, 0x10, 4, 0x11, e.fd)), 0);
   }
   // Closed: a signal writes nothing (the BAR's memory is looked at directly).
-  std::memset(Bar0() + 0x10, 0, 8);
+  FillBar0(0x10, 0);
   Signal(e);
   Settle();
   EXPECT_EQ(Bar0Qword(0x10), 0u);
@@ -285,12 +297,12 @@ TEST_F(VfioPciIoeventfd, SignalsRacingDeletesAndCloseNeverWriteAfterwards) {
     ASSERT_TRUE(WaitBar0(0x300, 0x1111111111111111)) << round;
     if (round % 2 == 0) {
       ASSERT_EQ(vb::ErrnoOf(Io(o.dev(), 0, 0x300, 8, 0x1111111111111111, -1)), 0);
-      std::memset(Bar0() + 0x300, 0, 8);
+      FillBar0(0x300, 0);
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       EXPECT_EQ(Bar0Qword(0x300), 0u) << "written after its delete returned, round " << round;
     } else {
       o = {};
-      std::memset(Bar0() + 0x300, 0, 8);
+      FillBar0(0x300, 0);
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       EXPECT_EQ(Bar0Qword(0x300), 0u) << "written after the last close returned, round " << round;
     }
