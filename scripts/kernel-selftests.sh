@@ -163,9 +163,12 @@ build_s=$((SECONDS - t0))
 #   0000:01:00.0  edu 1234:11e8 (dmar0; BAR0 1 MiB registers, MSI)
 #   0000:07:00.0  test endpoint 1234:7e57 (smmu0; BAR0 64 KiB mappable memory, BAR2 registers,
 #                 MSI-X 8 vectors, FLR; its group also holds a vfio-platform device)
+#   0000:09:00.0  ioat 8086:2021 (dmar0; CBDMA 3.3, BAR0 16 KiB registers, MSI-X 1 vector): the
+#                 device vfio_pci_driver_test's ioat driver drives (src/devices/ioat.h)
 [[ -x $vfiobox ]] || { echo "kernel-selftests: no $vfiobox (build vfiobox first)" >&2; exit 1; }
 edu=0000:01:00.0
 tep=0000:07:00.0
+ioat=0000:09:00.0
 if ((hugepages)); then
   hp2m=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
   hp1g=/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages
@@ -187,10 +190,11 @@ t_run=$SECONDS
 
 # Every variant whose name starts with "iommufd" (iommufd, iommufd_compat_type1{,v2}: vfiobox
 # implements only the legacy container modes) is excluded with the harness's -V option. The
-# names come from the binary's own -l listing (the harness prints it on stderr).
-iommufd_excludes() {  # BINARY ENV... -> prints "-V name" pairs
-  local b=$1; shift
-  env "$@" "$vfiobox" run -- "$bin/$b" -l "$edu" 2>&1 |
+# names come from the binary's own -l listing (the harness prints it on stderr), run with the
+# BDF the run uses: vfio_pci_driver_test's main() probes that device before it lists anything.
+iommufd_excludes() {  # BINARY BDF ENV... -> prints "-V name" pairs
+  local b=$1 bdf=$2; shift 2
+  env "$@" "$vfiobox" run -- "$bin/$b" -l "$bdf" 2>&1 |
     awk '{for (i = 1; i <= NF; i++) if ($i ~ /^iommufd/) print $i}' | sort -u |
     while read -r v; do printf -- '-V\n%s\n' "$v"; done
 }
@@ -200,7 +204,7 @@ run() {
   local label=$1 mode=$2 b=$3; shift 3
   local log=$logs/$label.log envs=() hargs=() rc
   [[ $mode == stock ]] || envs=(VFIOBOX_KST_DEFAULT_IOMMU_MODE="$mode")
-  mapfile -t hargs < <(iommufd_excludes "$b" "${envs[@]}")
+  mapfile -t hargs < <(iommufd_excludes "$b" "$1" "${envs[@]}")
   local traceflag=()
   ((trace)) && traceflag=(--trace)
   echo "+ ${envs[*]} vfiobox run ${traceflag[*]} -- $b ${hargs[*]} $*" > "$log"
@@ -235,7 +239,7 @@ run() {
 }
 
 stamp "running under $vfiobox run (logs in $logs)"
-for dev in "$edu" "$tep"; do
+for dev in "$edu" "$tep" "$ioat"; do
   run "vfio_dma_mapping_test@$dev"             stock vfio_dma_mapping_test "$dev"
   run "vfio_dma_mapping_mmio_test@$dev"        stock vfio_dma_mapping_mmio_test "$dev"
   run "vfio_pci_device_test@$dev"              stock vfio_pci_device_test "$dev"

@@ -30,6 +30,7 @@ std::string ClassName(uint32_t class_code) {
     case 0x0100: return "SCSI storage controller";
     case 0x0108: return "Non-Volatile memory controller";
     case 0x00ff: return "Unclassified device";
+    case 0x0880: return "System peripheral";  // lspci's name for 0x0880 (e.g. I/OAT CBDMA)
   }
   switch (class_code >> 16) {
     case 0x02: return "Network controller";

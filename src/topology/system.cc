@@ -1,6 +1,7 @@
 #include "topology/system.h"
 
 #include "devices/edu.h"
+#include "devices/ioat.h"
 #include "devices/test_endpoint.h"
 #include "hw/pci_functions.h"
 #include "hw/pci_regs.h"
@@ -48,6 +49,11 @@ vb::Result<vb::RefPtr<hw::PciDevice>> MakeDevice(const PciSpec& d) {
   }
   if (d.type == "edu") return vb::RefPtr<hw::PciDevice>(TRY(devices::Edu::Create(d.address)));
   if (d.type == "test-endpoint") return vb::RefPtr<hw::PciDevice>(TRY(devices::TestEndpoint::Create(d.address, d.multifunction)));
+  if (d.type == "ioat") {
+    auto dev = TRY(devices::Ioat::Create(d.address, {.xfercap = d.xfercap, .multifunction = d.multifunction}));
+    if (d.acs) dev->set_acs(d.acs->first, d.acs->second);
+    return vb::RefPtr<hw::PciDevice>(dev);
+  }
   hw::EndpointConfig c;
   c.address = d.address;
   c.vendor_id = d.vendor;

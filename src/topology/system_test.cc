@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "hw/pci_regs.h"
 #include "vfio/type1/type1_iommu.h"
 
 namespace topology {
@@ -37,6 +38,8 @@ TEST(System, DefaultMachineGroupsAreExactlyWhatLinuxWouldForm) {
       {10, {"0000:07:00.0", "platform:smmu-client0"}},      // a group spanning two buses
       {11, {"0000:00:05.0"}},
       {12, {"0000:08:00.0"}},
+      {13, {"0000:00:06.0"}},
+      {14, {"0000:09:00.0"}},                               // ioat (CBDMA): a group of its own
   };
   EXPECT_EQ(LayoutOf(*sys), expected);
 }
@@ -70,6 +73,56 @@ TEST(System, DefaultMachineShowsViabilityAndAttachRefusals) {
   EXPECT_EQ(domains, 2u);
   // smmu0 does not enforce cache coherency: DMA_CC is 0 once its domain is in the container.
   EXPECT_EQ(c2->CheckExtension(vfio::type1::kExtDmaCc), 0);
+}
+
+TEST(System, DefaultMachineHasAViableIoatGroupBoundToVfioPci) {
+  std::string err;
+  auto sys = System::Create(DefaultTopology(), &err);
+  ASSERT_TRUE(sys) << err;
+  auto g14 = *sys->vfio().OpenGroup(14);
+  EXPECT_EQ(*g14->GetStatus(), 1u) << "viable";
+  auto c = sys->vfio().OpenContainer();
+  ASSERT_TRUE(g14->SetContainer(c).has_value());
+  ASSERT_TRUE(c->SetIommu(vfio::type1::kExtType1v2).has_value());
+  hw::PciDevice* ioat = nullptr;
+  for (auto& d : sys->machine().PciDevices())
+    if (d->name() == "0000:09:00.0") ioat = d.get();
+  ASSERT_NE(ioat, nullptr);
+  EXPECT_EQ(ioat->vendor_id(), 0x8086);
+  EXPECT_EQ(ioat->device_id(), 0x2021);
+  EXPECT_EQ(ioat->config_size(), 4096u);
+  EXPECT_EQ(sys->IommuNameOf(*ioat), "dmar0");
+}
+
+TEST(System, IoatFunctionsMakeOneMultiFunctionDevice) {
+  ParseError perr;
+  auto spec = ParseTopology(R"({"iommus":[{"name":"a"}],"pci":[
+      {"bdf":"00:01.0","type":"root-port","secondary_bus":1,"acs":true},
+      {"bdf":"01:00.0","type":"ioat","functions":4,"xfercap":12,"driver":"vfio-pci"},
+      {"bdf":"00:02.0","type":"root-port","secondary_bus":2,"acs":true},
+      {"bdf":"02:00.0","type":"ioat","functions":2,"acs":true,"driver":"vfio-pci"}]})",
+                            "t", &perr);
+  ASSERT_TRUE(spec.has_value()) << perr.message;
+  std::string err;
+  auto sys = System::Create(*spec, &err);
+  ASSERT_TRUE(sys) << err;
+  // Without ACS the four functions share a group; with it each function has its own.
+  const Layout expected = {
+      {0, {"0000:00:01.0"}},
+      {1, {"0000:01:00.0", "0000:01:00.1", "0000:01:00.2", "0000:01:00.3"}},
+      {2, {"0000:00:02.0"}},
+      {3, {"0000:02:00.0"}},
+      {4, {"0000:02:00.1"}},
+  };
+  EXPECT_EQ(LayoutOf(*sys), expected);
+  for (auto& d : sys->machine().PciDevices()) {
+    if (d->vendor_id() != 0x8086) continue;
+    EXPECT_TRUE(d->multifunction()) << d->name();
+    uint8_t xfercap = 0;
+    ASSERT_TRUE(d->ConfigWrite(hw::pci::kCommand, 2, hw::pci::kCommandMemory).has_value());
+    ASSERT_TRUE(d->BarRead(0, 0x01, &xfercap, 1).has_value());
+    EXPECT_EQ(xfercap, d->address().bus == 1 ? 12 : 16) << d->name();
+  }
 }
 
 TEST(System, ConventionalDevicesOnTheRootBusGetAGroupEach) {

@@ -155,12 +155,12 @@ std::pair<uint16_t, uint16_t> Acs(const json& v, const std::string& w) {
 
 PciSpec ParsePci(const json& j, const std::string& w) {
   OnlyKeys(j, w, {"bdf", "type", "secondary_bus", "multifunction", "express", "vendor", "device", "class",
-                  "acs", "acs_quirk", "dma_aliases", "iommu", "driver", "bars"});
+                  "acs", "acs_quirk", "dma_aliases", "iommu", "driver", "bars", "functions", "xfercap"});
   PciSpec s;
   s.address = Bdf(Field(j, w, "bdf"), w + "/bdf");
   s.type = Str(Field(j, w, "type"), w + "/type");
   static const std::set<std::string> kBridges = {"root-port", "switch-upstream", "switch-downstream", "pcie-to-pci-bridge"};
-  static const std::set<std::string> kLeaves = {"host-bridge", "endpoint", "edu", "test-endpoint"};
+  static const std::set<std::string> kLeaves = {"host-bridge", "endpoint", "edu", "test-endpoint", "ioat"};
   const bool bridge = kBridges.count(s.type) != 0;
   if (!bridge && !kLeaves.count(s.type)) Fail(w + "/type", "\"" + s.type + "\" is not a known device type");
   if (j.contains("secondary_bus")) {
@@ -185,6 +185,11 @@ PciSpec ParsePci(const json& j, const std::string& w) {
     } else {
       s.acs = Acs(a, w + "/acs");
     }
+  }
+  if (j.contains("xfercap")) {
+    if (s.type != "ioat") Fail(w + "/xfercap", "only ioat devices have a transfer capacity");
+    s.xfercap = static_cast<uint8_t>(Num(j.at("xfercap"), w + "/xfercap", 31));
+    if (s.xfercap == 0) Fail(w + "/xfercap", "must be between 1 and 31");
   }
   if (j.contains("acs_quirk")) s.acs_quirk = Bool(j.at("acs_quirk"), w + "/acs_quirk");
   if (j.contains("dma_aliases")) {
@@ -252,7 +257,7 @@ void Resolve(TopologySpec& t) {
   std::set<uint32_t> addresses;
   for (size_t i = 0; i < t.pci.size(); ++i) {
     PciSpec& d = t.pci[i];
-    const std::string w = "/pci/" + std::to_string(i);
+    const std::string w = d.origin.empty() ? "/pci/" + std::to_string(i) : d.origin;
     auto bus = bus_iommu.find(d.address.bus);
     if (bus == bus_iommu.end())
       Fail(w + "/bdf", "bus " + std::to_string(d.address.bus) + " is not behind any bridge listed before it");
@@ -348,7 +353,25 @@ std::optional<TopologySpec> ParseTopology(const std::string& text, const std::st
     if (const json* l = list("iommus"))
       for (size_t i = 0; i < l->size(); ++i) t.iommus.push_back(ParseIommu((*l)[i], "/iommus/" + std::to_string(i)));
     if (const json* l = list("pci"))
-      for (size_t i = 0; i < l->size(); ++i) t.pci.push_back(ParsePci((*l)[i], "/pci/" + std::to_string(i)));
+      for (size_t i = 0; i < l->size(); ++i) {
+        const std::string w = "/pci/" + std::to_string(i);
+        PciSpec s = ParsePci((*l)[i], w);
+        s.origin = w;
+        // "functions": N (ioat): one multi-function device, functions 0..N-1 alike.
+        unsigned functions = 1;
+        if ((*l)[i].contains("functions")) {
+          if (s.type != "ioat") Fail(w + "/functions", "only ioat devices expand into functions");
+          functions = static_cast<unsigned>(Num((*l)[i].at("functions"), w + "/functions", 8));
+          if (functions == 0) Fail(w + "/functions", "must be between 1 and 8");
+          if (functions > 1 && s.address.function() != 0) Fail(w + "/bdf", "a multi-function device starts at function 0");
+          if (functions > 1) s.multifunction = true;
+        }
+        for (unsigned f = 0; f < functions; ++f) {
+          PciSpec fn = s;
+          if (functions > 1) fn.address.devfn = hw::MakeDevfn(s.address.device(), static_cast<uint8_t>(f));
+          t.pci.push_back(fn);
+        }
+      }
     if (const json* l = list("platform"))
       for (size_t i = 0; i < l->size(); ++i) t.platform.push_back(ParsePlatform((*l)[i], "/platform/" + std::to_string(i)));
     Resolve(t);

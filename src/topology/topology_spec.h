@@ -37,7 +37,7 @@ struct BarEntry {
 struct PciSpec {
   hw::PciAddress address;
   std::string type;  // host-bridge, root-port, switch-upstream, switch-downstream, pcie-to-pci-bridge,
-                     // endpoint, edu, test-endpoint
+                     // endpoint, edu, test-endpoint, ioat
   std::optional<uint8_t> secondary_bus;
   bool multifunction = false;
   bool express = true;
@@ -50,6 +50,8 @@ struct PciSpec {
   std::string iommu;                 // resolved: inherited from the bridge above when empty
   std::string driver;                // resolved: "pcieport" for PCIe ports when empty
   std::vector<BarEntry> bars;
+  uint8_t xfercap = 16;              // ioat: log2 of the largest descriptor
+  std::string origin;                // JSON pointer of the entry it came from ("functions" expands one entry)
   bool is_bridge() const { return secondary_bus.has_value(); }
 };
 

@@ -29,8 +29,44 @@ TEST(TopologySpec, DefaultMachineParsesWithEveryGroupingCase) {
     kernel_driver |= !d.driver.empty() && d.driver != "vfio-pci" && d.driver != "pcieport" && d.driver != "pci-stub";
   }
   EXPECT_TRUE(edu && p2p_bridge && upstream && multifunction && kernel_driver);
+  size_t ioat = 0;
+  for (auto& d : t.pci) ioat += d.type == "ioat";
+  EXPECT_EQ(ioat, 1u) << "one CBDMA function for the VFIO selftests' ioat driver";
   ASSERT_EQ(t.platform.size(), 1u);
   EXPECT_FALSE(t.platform[0].shares_group_with.empty());
+}
+
+TEST(TopologySpec, IoatExpandsFunctionsAndChecksItsKeys) {
+  ParseError err;
+  auto t = ParseTopology(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:01.0","type":"root-port","secondary_bus":1},
+    {"bdf":"01:00.0","type":"ioat","functions":8,"xfercap":"0x14"}]})", "t.json", &err);
+  ASSERT_TRUE(t.has_value()) << err.message;
+  ASSERT_EQ(t->pci.size(), 9u);
+  for (int f = 0; f < 8; ++f) {
+    EXPECT_EQ(t->pci[1 + f].address.ToString(), "0000:01:00." + std::to_string(f));
+    EXPECT_TRUE(t->pci[1 + f].multifunction);
+    EXPECT_EQ(t->pci[1 + f].xfercap, 20);
+  }
+  auto one = ParseTopology(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:03.0","type":"ioat"}]})", "t.json", &err);
+  ASSERT_TRUE(one.has_value()) << err.message;
+  EXPECT_FALSE(one->pci[0].multifunction);
+  EXPECT_EQ(one->pci[0].xfercap, 16);
+  EXPECT_EQ(ErrorOf(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:03.0","type":"ioat","functions":9}]})"),
+            "t.json: /pci/0/functions: 9 is out of range (max 8)");
+  EXPECT_EQ(ErrorOf(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:03.0","type":"ioat","functions":0}]})"),
+            "t.json: /pci/0/functions: must be between 1 and 8");
+  EXPECT_EQ(ErrorOf(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:03.1","type":"ioat","functions":2}]})"),
+            "t.json: /pci/0/bdf: a multi-function device starts at function 0");
+  EXPECT_EQ(ErrorOf(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:03.0","type":"edu","functions":2}]})"),
+            "t.json: /pci/0/functions: only ioat devices expand into functions");
+  EXPECT_EQ(ErrorOf(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:03.0","type":"ioat","xfercap":0}]})"),
+            "t.json: /pci/0/xfercap: must be between 1 and 31");
+  EXPECT_EQ(ErrorOf(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:03.0","type":"edu","xfercap":12}]})"),
+            "t.json: /pci/0/xfercap: only ioat devices have a transfer capacity");
+  // Two entries that expand onto the same function are caught as a reused address.
+  EXPECT_EQ(ErrorOf(R"({"iommus":[{"name":"a"}],"pci":[{"bdf":"00:03.0","type":"ioat","functions":2},
+                                                      {"bdf":"00:03.1","type":"edu"}]})"),
+            "t.json: /pci/1/bdf: address used twice");
 }
 
 TEST(TopologySpec, InheritsIommuAndDefaultsPortDriver) {
