@@ -20,6 +20,7 @@
 #include "faults/trap_map.h"
 #include "hw/pci_regs.h"
 #include "topology/system.h"
+#include "vfio/type1/locked_memory.h"
 #include "uapi/fd_table.h"
 #include "uapi/node_table.h"
 
@@ -399,6 +400,58 @@ TEST_F(TrappedMmio, SurpriseRemovedDeviceReadsAllOnes) {
   Unmap(const_cast<uint32_t*>(bar), kPage);
   remover.join();
   EXPECT_TRUE(removed.load());
+}
+
+// Peer-to-peer (6.1: MAP_DMA of a VM_PFNMAP vma pins PFNs and charges nothing): a BAR mapping
+// can be DMA-mapped. A DMA into a memory BAR's pages is a copy; into register pages it is not
+// carried out yet and stops with a logged peer-to-peer fault — here the device's own register BAR,
+// the case that would deadlock if vfiobox touched the mapping itself.
+TEST_F(TrappedMmio, PeerToPeerMapDmaOfBarMappings) {
+  const int ep = OpenDevice("07:00.0");
+  auto* regs = static_cast<volatile uint8_t*>(Map(ep, 2, TestEndpoint::kBar2Size));
+  auto* mem = static_cast<uint8_t*>(Map(ep, 0, TestEndpoint::kBar0Size));
+  ASSERT_NE(regs, MAP_FAILED);
+  ASSERT_NE(mem, MAP_FAILED);
+  auto& locked = vfio::type1::LockedMemory::ForProcess();
+  const uint64_t locked_before = locked.locked_bytes();
+  // The container is the first fd opened for this device.
+  const int container = fds_[0];
+  auto map_dma = [&](const volatile void* vaddr, uint64_t iova, uint64_t size) {
+    vfio_iommu_type1_dma_map m{.argsz = sizeof m, .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+                               .vaddr = reinterpret_cast<uint64_t>(vaddr), .iova = iova, .size = size};
+    return FdTable::Global().Lookup(container).object->Ioctl(VFIO_IOMMU_MAP_DMA, reinterpret_cast<unsigned long>(&m));
+  };
+  constexpr uint64_t kRegsIova = 0x100000, kMemIova = 0x200000;
+  ASSERT_EQ(map_dma(regs, kRegsIova, TestEndpoint::kBar2Size), 0);
+  EXPECT_EQ(locked.locked_bytes(), locked_before) << "register pages are never charged";
+  // (A memory BAR's pages are shared memory to type1, pinned and charged like any: a documented
+  // difference from 6.1, design 0008.)
+  ASSERT_EQ(map_dma(mem, kMemIova, TestEndpoint::kBar0Size), 0);
+  auto reg64 = [&](uint32_t off) -> volatile uint64_t& { return *reinterpret_cast<volatile uint64_t*>(regs + off); };
+  auto run_dma = [&](uint64_t src_in_bar0, uint64_t dst_iova, uint64_t count) {
+    reg64(TestEndpoint::kRegDmaSrc) = src_in_bar0;
+    reg64(TestEndpoint::kRegDmaDst) = dst_iova;
+    reg64(TestEndpoint::kRegDmaCount) = count;
+    reg64(TestEndpoint::kRegDmaCmd) = TestEndpoint::kDmaCmdStart | TestEndpoint::kDmaCmdToRam;
+    uint64_t cmd;
+    while ((cmd = reg64(TestEndpoint::kRegDmaCmd)) & TestEndpoint::kDmaCmdStart) std::this_thread::yield();
+    return cmd;
+  };
+  SetCommand(ep, Command(ep) | hw::pci::kCommandMaster);
+  // Into a memory BAR (its own BAR0, through the IOMMU): a copy.
+  std::memcpy(mem, "peer-to-peer", 12);
+  EXPECT_EQ(run_dma(0, kMemIova + 0x1000, 12) & TestEndpoint::kDmaCmdError, 0u);
+  EXPECT_EQ(std::memcmp(mem + 0x1000, "peer-to-peer", 12), 0);
+  // Into register pages: stopped, with the reason in the fault log.
+  auto& log = sys_->iommu_core().IommuOf(Hw("07:00.0"))->fault_log();
+  const size_t faults_before = log.Snapshot().size();
+  EXPECT_NE(run_dma(0, kRegsIova + TestEndpoint::kScratchWindow, 8) & TestEndpoint::kDmaCmdError, 0u);
+  auto faults = log.Snapshot();
+  ASSERT_EQ(faults.size(), faults_before + 1);
+  EXPECT_EQ(faults.back().reason, hw::DmaFaultReason::kPeerToPeer);
+  EXPECT_EQ(faults.back().iova, kRegsIova + TestEndpoint::kScratchWindow);
+  Unmap(const_cast<uint8_t*>(regs), TestEndpoint::kBar2Size);
+  Unmap(mem, TestEndpoint::kBar0Size);
 }
 
 }  // namespace
