@@ -63,8 +63,11 @@ AccessStatus BusWrite(MemoryBus& bus, uint64_t addr, const uint8_t* data, unsign
   return WriteSplit(bus, addr, data, size);
 }
 
-AccessStatus BusReadMasked(MemoryBus& bus, uint64_t addr, uint8_t* out, unsigned size, const uint8_t* enable) {
-  if (AllEnabled(enable, size)) return BusRead(bus, addr, out, size);
+namespace {
+// Calls access(offset, length) for each run of enabled bytes, in address order; stops at the first
+// failing one.
+template <typename Access>
+AccessStatus ForEachEnabledRun(unsigned size, const uint8_t* enable, Access access) {
   for (unsigned i = 0; i < size;) {
     if (enable[i] == 0) {
       ++i;
@@ -72,28 +75,23 @@ AccessStatus BusReadMasked(MemoryBus& bus, uint64_t addr, uint8_t* out, unsigned
     }
     unsigned end = i;
     while (end < size && enable[end] != 0) ++end;
-    AccessStatus s = ReadSplit(bus, addr + i, out + i, end - i);
+    AccessStatus s = access(i, end - i);
     if (!s.ok()) return s;
     i = end;
   }
   return {};
 }
+}  // namespace
+
+AccessStatus BusReadMasked(MemoryBus& bus, uint64_t addr, uint8_t* out, unsigned size, const uint8_t* enable) {
+  if (AllEnabled(enable, size)) return BusRead(bus, addr, out, size);
+  return ForEachEnabledRun(size, enable, [&](unsigned at, unsigned n) { return ReadSplit(bus, addr + at, out + at, n); });
+}
 
 AccessStatus BusWriteMasked(MemoryBus& bus, uint64_t addr, const uint8_t* data, unsigned size,
                             const uint8_t* enable) {
   if (AllEnabled(enable, size)) return BusWrite(bus, addr, data, size);
-  for (unsigned i = 0; i < size;) {
-    if (enable[i] == 0) {
-      ++i;
-      continue;
-    }
-    unsigned end = i;
-    while (end < size && enable[end] != 0) ++end;
-    AccessStatus s = WriteSplit(bus, addr + i, data + i, end - i);
-    if (!s.ok()) return s;
-    i = end;
-  }
-  return {};
+  return ForEachEnabledRun(size, enable, [&](unsigned at, unsigned n) { return WriteSplit(bus, addr + at, data + at, n); });
 }
 
 }  // namespace faults

@@ -241,14 +241,6 @@ void OnFault(int sig, siginfo_t* si, void* ctx) {
   errno = saved;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define VB_FAULTS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VB_FAULTS_TSAN 1
-#endif
-#endif
-
 bool g_install_ok = false;
 
 void InstallOnce() {
