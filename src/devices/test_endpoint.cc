@@ -38,13 +38,32 @@ bool InWindow(uint64_t offset, unsigned size, uint64_t begin, uint64_t length) {
 }
 }  // namespace
 
+void TestEndpoint::LogLocked(uint64_t offset, unsigned size, bool write, uint64_t value) {
+  if (log_count_ < kAccessLogEntries)
+    log_[log_count_++] = {offset | uint64_t{size} << 32 | (write ? kLogWrite : 0), value};
+}
+
+bool TestEndpoint::MmioWriteWide(int bar, uint64_t offset, const uint8_t* data, unsigned size) {
+  state_mu_.AssertHeld();
+  if (!InWindow(offset, size, kPortal, kPortalSize) || offset % size != 0) return false;
+  std::memcpy(portal_ + (offset - kPortal), data, size);
+  uint64_t first = 0;
+  std::memcpy(&first, data, sizeof first);
+  LogLocked(offset, size, true, first);
+  return true;
+}
+
 uint64_t TestEndpoint::MmioRead(int bar, uint64_t offset, unsigned size) {
   state_mu_.AssertHeld();
   if (InWindow(offset, size, kScratchWindow, kScratchWindowSize)) {
     uint64_t v = 0;
     std::memcpy(&v, window_ + (offset - kScratchWindow), size);
-    if (log_count_ < kAccessLogEntries) log_[log_count_++] = {offset | uint64_t{size} << 32, v};
+    LogLocked(offset, size, false, v);
     return v;
+  }
+  if (InWindow(offset, size, kPortal, kPortalSize)) {
+    LogLocked(offset, size, false, ~uint64_t{0});
+    return ~uint64_t{0};
   }
   if (InWindow(offset, size, kAccessLog, kAccessLogEntries * sizeof(LogEntry)) && (size == 4 || size == 8)) {
     uint64_t v = 0;
@@ -69,7 +88,11 @@ void TestEndpoint::MmioWrite(int bar, uint64_t offset, unsigned size, uint64_t v
   state_mu_.AssertHeld();
   if (InWindow(offset, size, kScratchWindow, kScratchWindowSize)) {
     std::memcpy(window_ + (offset - kScratchWindow), &value, size);
-    if (log_count_ < kAccessLogEntries) log_[log_count_++] = {offset | uint64_t{size} << 32 | kLogWrite, value};
+    LogLocked(offset, size, true, value);
+    return;
+  }
+  if (InWindow(offset, size, kPortal, kPortalSize)) {
+    LogLocked(offset, size, true, value);
     return;
   }
   if (size != 4 && size != 8) return;
@@ -137,6 +160,7 @@ void TestEndpoint::OnResetLocked() {
   scratch_ = intx_ = 0;
   dma_src_ = dma_dst_ = dma_count_ = dma_cmd_ = 0;
   std::memset(window_, 0, sizeof window_);
+  std::memset(portal_, 0, sizeof portal_);
   log_count_ = 0;
 }
 

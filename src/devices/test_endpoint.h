@@ -14,6 +14,9 @@
 //     0x30 RW access-log count: how many accesses the log holds; any write empties the log
 //     0x100-0x1ff scratch window: plain bytes taking accesses of every width (1, 2, 4, 8), each
 //          one recorded in the access log (so a test sees the device side of a CPU access)
+//     0x200-0x2ff portal: 16/32/64-byte posted writes (SSE/AVX stores, MOVDIR64B) are taken whole,
+//          logged as one access of that size whose value is the first 8 bytes; narrower
+//          accesses there read all-ones and are dropped (logged, so a split write shows)
 //     0x1000-0x1fff access log, read-only: entry i at 0x1000 + 16 * i (the first 256 accesses
 //          since it was emptied) is {u64 offset | size << 32 | write << 40, u64 value}
 //     0x2000 MSI-X table (8 entries), 0x3000 PBA.
@@ -53,6 +56,8 @@ class TestEndpoint final : public hw::PciDevice, private hw::MmioHandler {
   static constexpr uint32_t kRegLogCount = 0x30;
   static constexpr uint32_t kScratchWindow = 0x100;
   static constexpr uint32_t kScratchWindowSize = 0x100;
+  static constexpr uint32_t kPortal = 0x200;
+  static constexpr uint32_t kPortalSize = 0x100;
   static constexpr uint32_t kAccessLog = 0x1000;
   static constexpr uint32_t kAccessLogEntries = 256;
   static constexpr uint64_t kLogWrite = uint64_t{1} << 40;
@@ -70,8 +75,11 @@ class TestEndpoint final : public hw::PciDevice, private hw::MmioHandler {
 
   uint64_t MmioRead(int bar, uint64_t offset, unsigned size) override;
   void MmioWrite(int bar, uint64_t offset, unsigned size, uint64_t value) override;
+  bool MmioWriteWide(int bar, uint64_t offset, const uint8_t* data, unsigned size) override;
   void OnResetLocked() override REQUIRES(state_mu_);
   void RunDmaLocked() REQUIRES(state_mu_);
+  // One access-log entry (dropped once the log is full).
+  void LogLocked(uint64_t offset, unsigned size, bool write, uint64_t value) REQUIRES(state_mu_);
 
   uint64_t epoch_ GUARDED_BY(state_mu_) = 0;
   uint32_t scratch_ GUARDED_BY(state_mu_) = 0;
@@ -81,6 +89,7 @@ class TestEndpoint final : public hw::PciDevice, private hw::MmioHandler {
   uint64_t dma_count_ GUARDED_BY(state_mu_) = 0;
   uint64_t dma_cmd_ GUARDED_BY(state_mu_) = 0;
   uint8_t window_[kScratchWindowSize] GUARDED_BY(state_mu_) = {};
+  uint8_t portal_[kPortalSize] GUARDED_BY(state_mu_) = {};
   struct LogEntry {
     uint64_t what;
     uint64_t value;

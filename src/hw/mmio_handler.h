@@ -18,6 +18,10 @@ class MmioHandler {
   // `size` bytes.
   virtual uint64_t MmioRead(int bar, uint64_t offset, unsigned size) = 0;
   virtual void MmioWrite(int bar, uint64_t offset, unsigned size, uint64_t value) = 0;
+  // One posted write of 16, 32 or 64 bytes (a CPU's SSE/AVX store or MOVDIR64B), if the device
+  // takes such writes at `offset`; false (the default) makes the caller split it into accesses of
+  // at most 8 bytes.
+  virtual bool MmioWriteWide(int bar, uint64_t offset, const uint8_t* data, unsigned size) { return false; }
 };
 
 }  // namespace hw

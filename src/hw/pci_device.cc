@@ -322,6 +322,18 @@ vb::Result<void> PciDevice::BarWrite(int bar, uint64_t offset, const void* data,
   return BarAccess(bar, offset, const_cast<void*>(data), size, true);
 }
 
+bool PciDevice::BarWriteWide(int index, uint64_t offset, const void* data, unsigned size) {
+  if (index < 0 || index >= kMaxBars || !bars_[index] || !bars_[index]->handler()) return false;
+  Bar& b = *bars_[index];
+  if ((size != 16 && size != 32 && size != 64) || offset >= b.spec().size || size > b.spec().size - offset)
+    return false;
+  uint64_t rel = 0;
+  if (ClassifyMsix(index, offset, size, &rel) != MsixRegion::kNone || disconnected()) return false;
+  StateLock l(*this);
+  if (!(CommandLocked() & pci::kCommandMemory)) return false;
+  return b.handler()->MmioWriteWide(index, offset, static_cast<const uint8_t*>(data), size);
+}
+
 vb::Result<void> PciDevice::BarAccess(int index, uint64_t offset, void* data, size_t size, bool write) {
   if (index < 0 || index >= kMaxBars || !bars_[index]) return vb::Err(EINVAL, "bar: no such BAR");
   Bar& b = *bars_[index];

@@ -136,6 +136,9 @@ class PciDevice : public Device {
   // EIO then). A disconnected function reads all-ones and drops writes, successfully.
   vb::Result<void> BarRead(int bar, uint64_t offset, void* data, size_t size) EXCLUDES(state_mu_);
   vb::Result<void> BarWrite(int bar, uint64_t offset, const void* data, size_t size) EXCLUDES(state_mu_);
+  // One posted write of 16, 32 or 64 bytes to a register BAR, as one access. false: the device
+  // takes no such write there (or decode is off, or it is removed); nothing was written.
+  bool BarWriteWide(int bar, uint64_t offset, const void* data, unsigned size) EXCLUDES(state_mu_);
 
   // ---- interrupts ----
   // Installs (or with null removes) the sink. When this returns, no call into the previous sink is

@@ -22,6 +22,18 @@ faults::MmioTarget::Status DeviceMmioTarget::Access(uint64_t offset, void* data,
   return r ? Status::kOk : Status::kBusError;
 }
 
+bool DeviceMmioTarget::WriteWide(uint64_t offset, const void* data, unsigned size) {
+  if (!(prot_ & PROT_WRITE)) return false;  // split: the first piece then faults as SIGSEGV
+  vfio::Device& dev = file_->device();
+  const bool taken = dev.ops().MmioWriteWide(dev, offset, data, size);
+  if (taken && trace::Enabled()) {
+    uint64_t first = 0;
+    std::memcpy(&first, data, sizeof first);
+    trace::Mmio(dev.name().c_str(), true, offset, size, first, 0);
+  }
+  return taken;
+}
+
 std::string DeviceMmioTarget::Describe(uint64_t offset) const {
   vfio::Device& dev = file_->device();
   char where[64];

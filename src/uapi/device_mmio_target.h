@@ -21,6 +21,7 @@ class DeviceMmioTarget final : public faults::MmioTarget {
   DeviceMmioTarget(vb::RefPtr<vfio::DeviceFile> file, int prot) : file_(std::move(file)), prot_(prot) {}
 
   Status Access(uint64_t offset, void* data, unsigned size, bool write) override;
+  bool WriteWide(uint64_t offset, const void* data, unsigned size) override;
   std::string Describe(uint64_t offset) const override;
   const void* device_identity() const override;
 

@@ -8,6 +8,8 @@
 #include <setjmp.h>
 #include <sys/mman.h>
 
+#include <cpuid.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -452,6 +454,46 @@ TEST_F(TrappedMmio, PeerToPeerMapDmaOfBarMappings) {
   EXPECT_EQ(faults.back().iova, kRegsIova + TestEndpoint::kScratchWindow);
   Unmap(const_cast<uint8_t*>(regs), TestEndpoint::kBar2Size);
   Unmap(mem, TestEndpoint::kBar0Size);
+}
+
+// Wide stores are one posted write where the device takes them (the test endpoint's portal), and
+// accesses of at most 8 bytes in address order where it does not (the scratch window).
+TEST_F(TrappedMmio, WideStoresArePostedWholeWhereTheDeviceTakesThem) {
+  const int ep = OpenDevice("07:00.0");
+  auto* bar = static_cast<volatile uint8_t*>(Map(ep, 2, 2 * kPage));  // registers and the log
+  ASSERT_NE(bar, MAP_FAILED);
+  alignas(64) uint8_t src[64];
+  for (int i = 0; i < 64; ++i) src[i] = static_cast<uint8_t>(0x40 + i);
+  auto log_count = [&] { return *reinterpret_cast<volatile uint32_t*>(bar + TestEndpoint::kRegLogCount); };
+  auto log_entry = [&](uint32_t i) {
+    return std::pair<uint64_t, uint64_t>{*reinterpret_cast<volatile uint64_t*>(bar + TestEndpoint::kAccessLog + 16 * i),
+                                         *reinterpret_cast<volatile uint64_t*>(bar + TestEndpoint::kAccessLog + 16 * i + 8)};
+  };
+  uint64_t first8;
+  std::memcpy(&first8, src, 8);
+  // movdqu: 16 bytes, one access at the portal.
+  *reinterpret_cast<volatile uint32_t*>(bar + TestEndpoint::kRegLogCount) = 0;
+  asm volatile("movdqu (%0), %%xmm0\n\tmovdqu %%xmm0, (%1)" : : "r"(src), "r"(bar + TestEndpoint::kPortal) : "xmm0", "memory");
+  ASSERT_EQ(log_count(), 1u);
+  EXPECT_EQ(log_entry(0).first, TestEndpoint::kPortal | uint64_t{16} << 32 | TestEndpoint::kLogWrite);
+  EXPECT_EQ(log_entry(0).second, first8);
+  // The same store to the scratch window: two 8-byte writes in address order.
+  *reinterpret_cast<volatile uint32_t*>(bar + TestEndpoint::kRegLogCount) = 0;
+  asm volatile("movdqu (%0), %%xmm0\n\tmovdqu %%xmm0, (%1)" : : "r"(src), "r"(bar + TestEndpoint::kScratchWindow) : "xmm0", "memory");
+  ASSERT_EQ(log_count(), 2u);
+  EXPECT_EQ(log_entry(0).first, TestEndpoint::kScratchWindow | uint64_t{8} << 32 | TestEndpoint::kLogWrite);
+  EXPECT_EQ(log_entry(1).first, (TestEndpoint::kScratchWindow + 8) | uint64_t{8} << 32 | TestEndpoint::kLogWrite);
+  // MOVDIR64B (where the CPU has it): 64 bytes, one posted write.
+  unsigned a, b, c, d;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 28))) {
+    *reinterpret_cast<volatile uint32_t*>(bar + TestEndpoint::kRegLogCount) = 0;
+    // movdir64b (%rsi), %rdi
+    asm volatile(".byte 0x66, 0x0f, 0x38, 0xf8, 0x3e" : : "S"(src), "D"(bar + TestEndpoint::kPortal + 0x40) : "memory");
+    ASSERT_EQ(log_count(), 1u);
+    EXPECT_EQ(log_entry(0).first, (TestEndpoint::kPortal + 0x40) | uint64_t{64} << 32 | TestEndpoint::kLogWrite);
+    EXPECT_EQ(log_entry(0).second, first8);
+  }
+  Unmap(const_cast<uint8_t*>(bar), 2 * kPage);
 }
 
 }  // namespace

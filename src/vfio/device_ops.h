@@ -120,6 +120,9 @@ class DeviceOps {
   virtual vb::Result<void> MmioAccess(Device&, uint64_t offset, void* data, unsigned size, bool write) {
     return vb::Err(EIO, "no mmio");
   }
+  // One posted write of 16, 32 or 64 bytes through a trapped mapping, as one device access; false
+  // when the device takes no such write there (the CPU access is then split).
+  virtual bool MmioWriteWide(Device&, uint64_t offset, const void* data, unsigned size) { return false; }
   // VFIO_DEVICE_IOEVENTFD (a vfio-pci ioctl: other drivers answer ENOTTY).
   virtual vb::Result<void> Ioeventfd(Device&, const IoeventfdRequest&) { return vb::Err(ENOTTY, "no ioeventfd"); }
   // VFIO_DEVICE_RESET.

@@ -590,6 +590,15 @@ vb::Result<void> VfioPciDevice::MmioAccessLocked(uint64_t offset, void* data, un
   return write ? hw_->BarWrite(bar, pos, data, size) : hw_->BarRead(bar, pos, data, size);
 }
 
+bool VfioPciDevice::MmioWriteWideLocked(uint64_t offset, const void* data, unsigned size) const {
+  const uint64_t index = offset >> kOffsetShift;
+  const uint64_t pos = offset & kOffsetMask;
+  if (index >= kRegionRom) return false;
+  const auto [tbl_lo, tbl_hi] = MsixTableSpan(static_cast<int>(index));
+  if (pos < tbl_hi && pos + size > tbl_lo) return false;
+  return hw_->BarWriteWide(static_cast<int>(index), pos, data, size);
+}
+
 // ---------------------------------------------------------------------------------------------
 // ioeventfds
 

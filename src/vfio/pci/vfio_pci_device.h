@@ -82,6 +82,9 @@ class VfioPciDevice {
   vb::Result<MmapTarget> Mmap(uint64_t offset, uint64_t length) const;
   // One CPU access through a trapped BAR mapping (DeviceOps::MmioAccess), of the CPU's width.
   vb::Result<void> MmioAccessLocked(uint64_t offset, void* data, unsigned size, bool write) const REQUIRES(set_->mu);
+  // A 16/32/64-byte posted write through a trapped mapping; false: split it (the MSI-X table, a
+  // device that takes no wide write there).
+  bool MmioWriteWideLocked(uint64_t offset, const void* data, unsigned size) const REQUIRES(set_->mu);
   vb::Result<void> ResetLocked() REQUIRES(set_->mu);
   // VFIO_DEVICE_IOEVENTFD (§6.11): EINVAL for a region that is not an implemented BAR, a write
   // beyond the BAR or one touching the MSI-X table; then IoeventfdSet::Assign's answers.

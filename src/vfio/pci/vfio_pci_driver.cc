@@ -193,6 +193,12 @@ vb::Result<void> VfioPciDriver::MmioAccess(Device& dev, uint64_t offset, void* d
   return s.MmioAccessLocked(offset, data, size, write);
 }
 
+bool VfioPciDriver::MmioWriteWide(Device& dev, uint64_t offset, const void* data, unsigned size) {
+  VfioPciDevice& s = Get(dev);
+  vb::MutexLock l(s.mu());
+  return s.MmioWriteWideLocked(offset, data, size);
+}
+
 vb::Result<void> VfioPciDriver::Ioeventfd(Device& dev, const IoeventfdRequest& req) {
   VfioPciDevice& s = Get(dev);
   vb::MutexLock l(s.mu());

@@ -50,6 +50,7 @@ class VfioPciDriver final : public hw::Driver, public DeviceOps {
   vb::Result<size_t> Write(Device& dev, const void* buf, size_t count, uint64_t offset) override;
   vb::Result<MmapTarget> Mmap(Device& dev, uint64_t offset, uint64_t length, int prot) override;
   vb::Result<void> MmioAccess(Device& dev, uint64_t offset, void* data, unsigned size, bool write) override;
+  bool MmioWriteWide(Device& dev, uint64_t offset, const void* data, unsigned size) override;
   vb::Result<void> Ioeventfd(Device& dev, const IoeventfdRequest& req) override;
   vb::Result<void> Reset(Device& dev) override;
   // ENODEV: no bus reset possible (root bus); EPERM: an affected device has no IOMMU group.
