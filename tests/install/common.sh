@@ -15,8 +15,10 @@ expect_no_build_paths() {
   local pats=()
   for d in "$@"; do pats+=(-e "$d" -e "$(realpath "$d")"); done
   leaks=$(grep -rlF "${pats[@]}" "$root" || true)
+  # Compressed files too (the man page).
+  leaks+=$(find "$root" -name '*.gz' -exec zgrep -lF "${pats[@]}" {} + || true)
   if [[ -n $leaks ]]; then
-    for f in $leaks; do echo "--- $f:" >&2; grep -aoF "${pats[@]}" "$f" | sort | uniq -c | head -5 >&2; done
+    for f in $leaks; do echo "--- $f:" >&2; zgrep -aoF "${pats[@]}" "$f" | sort | uniq -c | head -5 >&2; done
     fail "installed files name the build or source tree: $leaks"
   fi
 }
@@ -36,6 +38,6 @@ expect_vfiobox_works() {
   grep -q "edu-dma: all steps passed" <<<"$out" || fail "edu-dma did not pass: $out"
   echo "ok: $prefix/bin/vfiobox run -- edu-dma: all steps passed"
   out=$(zcat "$prefix/share/man/man1/vfiobox.1.gz") || fail "man page"
-  grep -q '^\.TH VFIOBOX 1' <<<"$out" && grep -q 'vfiobox run' <<<"$out" && grep -q 'VFIOBOX_PRELOAD' <<<"$out" ||
+  grep -q '^\.TH VFIOBOX "1"' <<<"$out" && grep -q 'vfiobox run' <<<"$out" && grep -q 'VFIOBOX_PRELOAD' <<<"$out" ||
     fail "the man page lacks its title, the run command or ENVIRONMENT"
 }

@@ -26,8 +26,11 @@ field() { dpkg-deb -f "$1" "$2"; }
   fail "vfiobox .deb metadata: $(dpkg-deb -I "$deb")"
 depends=$(field "$deb" Depends)
 echo "vfiobox Depends: $depends"
+IFS=',' read -ra entries <<<"$depends"
 for p in libc6 libstdc++6 libgcc-s1 libfmt; do
-  grep -qE "(^|, )$p[^,]* \(>= " <<<"$depends" || fail "vfiobox Depends lacks a versioned $p: $depends"
+  found=
+  for e in "${entries[@]}"; do [[ ${e# } == "$p"*" (>= "* ]] && found=1; done
+  [[ -n $found ]] || fail "vfiobox Depends lacks a versioned $p: $depends"
 done
 depends=$(field "$dev" Depends)
 echo "libvfiobox-dev Depends: $depends"
