@@ -197,10 +197,13 @@ install(TARGETS vfiobox-preload LIBRARY DESTINATION ${VB_PKG_LIBDIR} COMPONENT r
 install(FILES ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR}
         COMPONENT runtime)
 
-# The man page is the CLI's own --help (and each subcommand's), by help2man.
+# The man page is the CLI's own --help (and each subcommand's), by help2man. Not in sanitized
+# builds (nobody installs those, and running their vfiobox at build time would add a failure mode).
 find_program(VB_HELP2MAN help2man)
 find_program(VB_GZIP gzip)
-if(VB_HELP2MAN AND VB_GZIP)
+if(VB_SANITIZE)
+  # no man page
+elseif(VB_HELP2MAN AND VB_GZIP)
   set(man ${CMAKE_BINARY_DIR}/generated/vfiobox.1.gz)
   add_custom_command(OUTPUT ${man}
     COMMAND ${CMAKE_COMMAND} -DVFIOBOX=$<TARGET_FILE:vfiobox> -DHELP2MAN=${VB_HELP2MAN} -DGZIP=${VB_GZIP}
@@ -220,7 +223,8 @@ set(CPACK_PACKAGE_NAME vfiobox)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_VENDOR "vfiobox")
 set(CPACK_PACKAGE_CONTACT "vfiobox developers <vfiobox-dev@invalid>")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "The Linux VFIO device-assignment stack in userspace, on a simulated machine")
+# No CPACK_PACKAGE_DESCRIPTION_SUMMARY: CPack would put it above both packages' descriptions, whose
+# first lines are their own summaries.
 set(CPACK_RESOURCE_FILE_LICENSE ${CMAKE_SOURCE_DIR}/LICENSE)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
@@ -231,10 +235,10 @@ set(CPACK_DEBIAN_PACKAGE_SECTION devel)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME vfiobox)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_RUNTIME_DESCRIPTION
-    "The Linux VFIO device-assignment stack in userspace, on a simulated machine
- vfiobox runs unmodified VFIO programs (drivers, VMMs, QEMU) against emulated DMA-capable PCI
- devices behind a simulated IOMMU, with no IOMMU, no spare device and no root: `vfiobox run --
- PROGRAM` serves /dev/vfio and /sys to PROGRAM through a preload library.")
+    "Linux VFIO device assignment in userspace, on a simulated machine
+vfiobox runs unmodified VFIO programs (drivers, VMMs, QEMU) against emulated DMA-capable PCI devices
+behind a simulated IOMMU, with no IOMMU, no spare device and no root: the command vfiobox run --
+PROGRAM serves /dev/vfio and /sys to PROGRAM through a preload library.")
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libvfiobox-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 # The static layers need what they were built against: the C++ headers' dependencies and the
@@ -244,9 +248,9 @@ if("zydis 4" IN_LIST VB_FOUND_DEPS)
   string(APPEND CPACK_DEBIAN_DEV_PACKAGE_DEPENDS ", libzydis-dev (>= 4)")
 endif()
 set(CPACK_DEBIAN_DEV_DESCRIPTION
-    "vfiobox as C++ libraries: build a machine, drive VFIO and the devices, read the fault log
- Static libraries, headers, a CMake package (find_package(vfiobox CONFIG): vfiobox::vfiobox) and a
- pkg-config file (vfiobox) for programs that drive the vfiobox machine from their own C++ code.")
+    "vfiobox as C++ libraries: build a machine, drive VFIO, read the fault log
+Static libraries, headers, a CMake package (find_package(vfiobox CONFIG), target vfiobox::vfiobox)
+and a pkg-config file (vfiobox) for programs that drive the vfiobox machine from their own C++ code.")
 set(CPACK_PACKAGE_DIRECTORY ${CMAKE_BINARY_DIR}/packages)
 include(CPackComponent)
 cpack_add_component(runtime DISPLAY_NAME "vfiobox command and preload library")
