@@ -54,9 +54,17 @@ file(RELATIVE_PATH VB_PRELOAD_RELDIR "${CMAKE_INSTALL_FULL_BINDIR}" "${CMAKE_INS
 target_compile_definitions(vfiobox PRIVATE VB_VERSION="${PROJECT_VERSION}" VB_PRELOAD_RELDIR="${VB_PRELOAD_RELDIR}")
 
 # --- no source paths in installed code: __FILE__ relative to the source tree --------------------
+# The source file's path as the compiler sees it: absolute, or relative to the build directory when
+# ccache's base_dir rewrites it (then, from a build directory outside the source tree, it still
+# spells the source tree: ../../work/wt/x/src/...).
 set(VB_PREFIX_MAPS "-fmacro-prefix-map=${CMAKE_SOURCE_DIR}/=")
 if(NOT CMAKE_BINARY_DIR MATCHES "^${CMAKE_SOURCE_DIR}/")
   list(APPEND VB_PREFIX_MAPS "-fmacro-prefix-map=${CMAKE_BINARY_DIR}/=")
+endif()
+file(RELATIVE_PATH source_from_build "${CMAKE_BINARY_DIR}" "${CMAKE_SOURCE_DIR}")
+string(REGEX REPLACE "/$" "" source_from_build "${source_from_build}")
+if(source_from_build)
+  list(APPEND VB_PREFIX_MAPS "-fmacro-prefix-map=${source_from_build}/=")
 endif()
 foreach(t IN LISTS VB_EXPORTED_LAYERS)
   target_compile_options(vb_${t} PRIVATE ${VB_PREFIX_MAPS})
