@@ -56,7 +56,8 @@ target_compile_definitions(vfiobox PRIVATE VB_VERSION="${PROJECT_VERSION}" VB_PR
 # --- no source paths in installed code: __FILE__ relative to the source tree --------------------
 # The source file's path as the compiler sees it: absolute, or relative to the build directory when
 # ccache's base_dir rewrites it (then, from a build directory outside the source tree, it still
-# spells the source tree: ../../work/wt/x/src/...).
+# spells the source tree: ../../work/wt/x/src/...). Note: ccache 4.7 leaves these options' values
+# out of its hash, so after editing the maps, objects it had cached still carry the old __FILE__.
 set(VB_PREFIX_MAPS "-fmacro-prefix-map=${CMAKE_SOURCE_DIR}/=")
 if(NOT CMAKE_BINARY_DIR MATCHES "^${CMAKE_SOURCE_DIR}/")
   list(APPEND VB_PREFIX_MAPS "-fmacro-prefix-map=${CMAKE_BINARY_DIR}/=")
