@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-default}
 
+# help2man: the vfiobox(1) man page; dpkg-dev: dpkg-shlibdeps for the .deb (build-essential has it).
 pkgs=(build-essential cmake ninja-build pkg-config libzydis-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev)
+      libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev help2man dpkg-dev)
 case "$preset" in
   asan|tsan|thread-safety) pkgs+=(clang-19 libclang-rt-19-dev lld-19) ;;
   # The QEMU tests (tests/qemu): QEMU itself, and what the guest test builds its initramfs from;

@@ -1,6 +1,8 @@
 // vfiobox: the command-line face of the simulator.
 //   vfiobox topology [--json] [--topology FILE]   the PCI tree, like lspci -tv
 //   vfiobox groups   [--json] [--topology FILE]   the IOMMU groups, like /sys/kernel/iommu_groups
+//   vfiobox run [--topology FILE] [--trace] -- PROGRAM ARGS...   PROGRAM against the machine
+//   vfiobox --version
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -19,6 +21,11 @@
 
 #include "hw/pci_device.h"
 #include "topology/system.h"
+
+// From cmake/install.cmake: the version is project()'s, the preload directory is relative to bin/.
+#if !defined(VB_VERSION) || !defined(VB_PRELOAD_RELDIR)
+#error "VB_VERSION and VB_PRELOAD_RELDIR come from cmake/install.cmake"
+#endif
 
 namespace {
 
@@ -175,6 +182,27 @@ int Groups(topology::System& sys, bool json) {
 
 volatile pid_t g_run_child = 0;
 
+// The preload library, found relative to this executable (never by a path fixed at build time), so
+// that the build tree, an install under any prefix and an unpacked .deb all work: $VFIOBOX_PRELOAD
+// if set, else beside the executable (the build tree), else VB_PRELOAD_RELDIR from the executable's
+// directory (an install: bin/ -> lib/<multiarch>/vfiobox/, computed by cmake/install.cmake).
+// Returns a canonical path (LD_PRELOAD splits on spaces and colons; "../" would be noise), or "".
+std::string FindPreloadLibrary() {
+  if (const char* env = std::getenv("VFIOBOX_PRELOAD")) return access(env, R_OK) == 0 ? env : "";
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "";
+  self[n] = 0;
+  std::string dir(self);
+  dir.resize(dir.rfind('/'));
+  for (const std::string& candidate :
+       {dir + "/libvfiobox-preload.so", dir + "/" VB_PRELOAD_RELDIR "/libvfiobox-preload.so"}) {
+    char abs[PATH_MAX];
+    if (access(candidate.c_str(), R_OK) == 0 && realpath(candidate.c_str(), abs)) return abs;
+  }
+  return "";
+}
+
 // `vfiobox run`: runs PROGRAM with the preload library, which builds the machine inside the
 // program's process (state lives in the process) and serves /dev/vfio and /sys to it.
 int Run(const std::string& topology_file, bool trace, const std::vector<std::string>& argv) {
@@ -182,21 +210,10 @@ int Run(const std::string& topology_file, bool trace, const std::vector<std::str
     std::fprintf(stderr, "vfiobox run: no program given (vfiobox run [--topology FILE] [--trace] -- PROGRAM ARGS...)\n");
     return 2;
   }
-  std::string preload;
-  if (const char* env = std::getenv("VFIOBOX_PRELOAD")) {
-    preload = env;
-  } else {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-      self[n] = 0;
-      std::string dir(self);
-      dir.resize(dir.rfind('/'));
-      preload = dir + "/libvfiobox-preload.so";
-    }
-  }
-  if (preload.empty() || access(preload.c_str(), R_OK) != 0) {
-    std::fprintf(stderr, "vfiobox run: cannot find libvfiobox-preload.so (set VFIOBOX_PRELOAD)\n");
+  std::string preload = FindPreloadLibrary();
+  if (preload.empty()) {
+    std::fprintf(stderr, "vfiobox run: cannot find libvfiobox-preload.so beside the vfiobox executable or in "
+                 "its " VB_PRELOAD_RELDIR "/ (set VFIOBOX_PRELOAD)\n");
     return 2;
   }
   if (!topology_file.empty()) {
@@ -246,7 +263,9 @@ int Run(const std::string& topology_file, bool trace, const std::vector<std::str
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"vfiobox: the Linux VFIO stack in userspace, on a simulated machine"};
+  // Named, so that --help says "vfiobox", not argv[0] (the man page is made from it).
+  CLI::App app{"vfiobox: the Linux VFIO stack in userspace, on a simulated machine", "vfiobox"};
+  app.set_version_flag("--version", "vfiobox " VB_VERSION);
   app.require_subcommand(1);
   std::string topology_file;
   bool json = false;
