@@ -298,5 +298,33 @@ TEST_F(ContainerFileTest, GetInfoCapabilityChainAndArgszGrowRule) {
   EXPECT_EQ(avail->avail, 65534u);
 }
 
+// Issue 14 item 4: type1 GET_INFO copies back 16 bytes, or 20 once argsz reaches the end of
+// cap_offset; the tail padding (20-23) is never written, the chain only when it fits. UNMAP_DMA
+// writes back its 24-byte struct and nothing after it.
+TEST_F(ContainerFileTest, GetInfoAndUnmapWriteOnlyWhat61CopiesBack) {
+  using testing::Ranges;
+  using testing::U32s;
+  using testing::WrittenBytes;
+  Attach();
+  vfio_iommu_type1_info probe{sizeof(probe)};
+  ASSERT_EQ(Ioctl(container, VFIO_IOMMU_GET_INFO, &probe), 0);
+  const uint32_t need = probe.argsz;
+  long r[2];
+  auto get_info = [this](uint8_t* p) { return Ioctl(container, VFIO_IOMMU_GET_INFO, p); };
+  for (uint32_t argsz : {16u, 17u, 18u, 19u, 20u, 21u, 23u, 24u, 25u, 28u, need - 1, need, need + 1, need + 8}) {
+    auto w = WrittenBytes(U32s({argsz}), need + 16, get_info, &r);
+    EXPECT_EQ(r[0], 0);
+    std::string want = argsz < 20 ? "[4,16)" : argsz < need ? "[4,20)" : "[4,20) [24," + std::to_string(need) + ")";
+    EXPECT_EQ(Ranges(w), want) << "argsz " << argsz;
+  }
+  auto unmap = [this](uint8_t* p) { return Ioctl(container, VFIO_IOMMU_UNMAP_DMA, p); };
+  for (uint32_t argsz : {24u, 28u, 32u}) {
+    std::vector<uint8_t> head = U32s({argsz, 0, 0x100000, 0, 0x1000, 0});  // iova, size: nothing mapped
+    auto w = WrittenBytes(head, 40, unmap, &r);
+    EXPECT_EQ(r[0], 0);
+    EXPECT_EQ(Ranges(w), "") << "argsz " << argsz;
+  }
+}
+
 }  // namespace
 }  // namespace uapi

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -62,11 +63,13 @@ long DeviceFileObject::Dispatch(unsigned long request, unsigned long arg) {
 
 long DeviceFileObject::GetInfo(unsigned long arg) {
   constexpr size_t kMinsz = offsetof(vfio_device_info, cap_offset);  // end of num_irqs: 16
+  constexpr size_t kCapsz = kMinsz + sizeof(uint32_t);               // end of cap_offset: 20
   vfio_device_info info{};
   if (CopyFromUser(&info, arg, kMinsz) != 0) return -EFAULT;
   if (info.argsz < kMinsz) return -EINVAL;
-  // cap_offset is written only for a caller whose argsz covers it (no device caps exist here).
-  const size_t copy_back = info.argsz < sizeof(info) ? info.argsz : sizeof(info);
+  // 6.1 copies back exactly 16 bytes, or 20 (cap_offset included) when argsz reaches the end of
+  // cap_offset: an argsz of 17-19 gets no partial cap_offset (no device caps exist here).
+  const size_t copy_back = info.argsz < kCapsz ? kMinsz : kCapsz;
   vfio::DeviceInfo d = ops().GetInfo(dev());
   info.flags = d.flags;
   info.num_regions = d.num_regions;
@@ -174,12 +177,16 @@ long DeviceFileObject::GetHotResetInfo(unsigned long arg) {
   if (hdr.argsz < kMinsz) return -EINVAL;
   hdr.flags = 0;
   auto deps = ops().GetPciHotResetInfo(dev());
-  if (!deps) return -deps.error().errnum;  // ENODEV (no slot/bus reset), EPERM...: nothing back
+  if (!deps) return -deps.error().errnum;  // ENODEV (no slot/bus reset): nothing back
   const uint64_t n = deps->size();
   if (hdr.argsz < kMinsz + n * sizeof(vfio_pci_dependent_device)) {
     hdr.count = static_cast<uint32_t>(n);
     return CopyToUser(arg, &hdr, kMinsz) ? -EFAULT : -ENOSPC;
   }
+  // The fill fails on a device without an IOMMU group: the header still goes back (flags 0, the
+  // caller's count), with EPERM.
+  if (std::any_of(deps->begin(), deps->end(), [](const auto& d) { return !d.has_group; }))
+    return CopyToUser(arg, &hdr, kMinsz) ? -EFAULT : -EPERM;
   hdr.count = static_cast<uint32_t>(n);
   if (CopyToUser(arg, &hdr, kMinsz) != 0) return -EFAULT;
   std::vector<vfio_pci_dependent_device> out(n);

@@ -83,6 +83,9 @@ struct HotResetDependent {
   uint16_t segment = 0;
   uint8_t bus = 0;
   uint8_t devfn = 0;
+  // False for an affected device without an IOMMU group: 6.1 counts it (ENOSPC comes first) and
+  // fails the fill with EPERM.
+  bool has_group = true;
 };
 
 class DeviceOps {

@@ -206,11 +206,11 @@ vb::Result<std::vector<HotResetDependent>> VfioPciDriver::GetPciHotResetInfo(Dev
   out.reserve(affected.size());
   for (hw::PciDevice* d : affected) {
     vb::RefPtr<iommu::Group> g = vfio_.iommu_core().GroupOf(*d);
-    if (!g) return vb::Err(EPERM, "hot reset info: an affected device has no IOMMU group");
-    out.push_back(HotResetDependent{.group_id = static_cast<uint32_t>(g->id()),
+    out.push_back(HotResetDependent{.group_id = g ? static_cast<uint32_t>(g->id()) : 0,
                                     .segment = d->address().domain,
                                     .bus = d->address().bus,
-                                    .devfn = d->address().devfn});
+                                    .devfn = d->address().devfn,
+                                    .has_group = g != nullptr});
   }
   return out;
 }

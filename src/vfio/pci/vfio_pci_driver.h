@@ -51,7 +51,8 @@ class VfioPciDriver final : public hw::Driver, public DeviceOps {
   vb::Result<MmapTarget> Mmap(Device& dev, uint64_t offset, uint64_t length, int prot) override;
   vb::Result<void> Ioeventfd(Device& dev, const IoeventfdRequest& req) override;
   vb::Result<void> Reset(Device& dev) override;
-  // ENODEV: no bus reset possible (root bus); EPERM: an affected device has no IOMMU group.
+  // ENODEV: no bus reset possible (root bus). An affected device without an IOMMU group is listed
+  // with has_group false (the UAPI layer answers EPERM after its ENOSPC check, as 6.1 does).
   vb::Result<std::vector<HotResetDependent>> GetPciHotResetInfo(Device& dev) override;
   // ENODEV as above; EINVAL: no groups, more groups than affected devices, an affected device not
   // in this device's set (not bound to vfio-pci), or a set member in none of the groups.
