@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hw/pci_types.h"
+#include "iommu/iommu.h"
 
 namespace topology {
 
@@ -21,6 +22,7 @@ struct ReservedSpec {
 
 struct IommuSpec {
   std::string name;
+  iommu::IommuKind kind = iommu::IommuKind::kDmar;  // "kind": "dmar" (default) or "smmu"
   uint64_t pgsize_bitmap = 0;
   unsigned address_bits = 48;
   bool coherent = true;
