@@ -47,6 +47,8 @@ long DeviceFileObject::Ioctl(unsigned long request, unsigned long arg) {
 }
 
 long DeviceFileObject::Dispatch(unsigned long request, unsigned long arg) {
+  // 6.1's core resumes the device (runtime PM) around every device-fd ioctl, before decoding it.
+  ops().RuntimeResume(dev());
   switch (request) {
     case VFIO_DEVICE_GET_INFO: return GetInfo(arg);
     case VFIO_DEVICE_GET_REGION_INFO: return GetRegionInfo(arg);
@@ -234,9 +236,29 @@ long DeviceFileObject::Feature(unsigned long arg) {
   if (!(f.flags & VFIO_DEVICE_FEATURE_PROBE) && (f.flags & VFIO_DEVICE_FEATURE_SET) &&
       (f.flags & VFIO_DEVICE_FEATURE_GET))
     return -EINVAL;
-  // No driver here has migration or DMA-logging ops (core: ENOTTY), and DeviceOps has no feature
-  // hook yet: every other feature answers as vfio-pci does for one it does not know (ENOTTY).
-  return -ENOTTY;
+  const uint32_t index = f.flags & VFIO_DEVICE_FEATURE_MASK;
+  switch (index) {
+    case VFIO_DEVICE_FEATURE_MIGRATION:
+    case VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
+      return -ENOTTY;  // the core's features: no driver here has migration or logging ops
+  }
+  auto sup = ops().Feature(dev(), index);
+  if (!sup) return -sup.error().errnum;
+  // vfio_check_feature: an op the feature lacks, EINVAL; PROBE, 0; neither GET nor SET, EINVAL;
+  // a payload shorter than the feature's, EINVAL.
+  const uint32_t ops_asked = f.flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET);
+  if (((ops_asked & VFIO_DEVICE_FEATURE_GET) && !sup->get) || ((ops_asked & VFIO_DEVICE_FEATURE_SET) && !sup->set))
+    return -EINVAL;
+  if (f.flags & VFIO_DEVICE_FEATURE_PROBE) return 0;
+  if (!ops_asked) return -EINVAL;
+  if (f.argsz - kMinsz < sup->minsz) return -EINVAL;
+  if (ops_asked & VFIO_DEVICE_FEATURE_GET) return -ENOTTY;  // no driver feature here takes GET
+  std::vector<uint8_t> payload(sup->minsz);
+  if (!payload.empty() && CopyFromUser(payload.data(), arg + kMinsz, payload.size()) != 0) return -EFAULT;
+  return Errno(ops().SetFeature(dev(), index, payload));
 }
 
 long DeviceFileObject::Ioeventfd(unsigned long arg) {

@@ -332,6 +332,20 @@ TEST_F(DeviceFileTest, DeviceFeatureRows) {
   EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_FEATURE, 1ul), -EFAULT);
 }
 
+// Issue 14 item 3: 6.1's core answers EINVAL for every non-core feature of a driver without a
+// feature hook (vfio-platform), ENOTTY for the core's own features (no migration/logging ops);
+// a driver with a hook (the fake, vfio-pci-shaped) answers ENOTTY for a feature it lacks, PROBE
+// included.
+TEST_F(DeviceFileTest, DeviceFeatureWithoutADriverHookIsEinval) {
+  Opened p = OpenAll("02:00.0");
+  vfio_device_feature f{8, VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY};
+  EXPECT_EQ(Ioctl(p.device, VFIO_DEVICE_FEATURE, &f), -EINVAL);
+  f.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION;
+  EXPECT_EQ(Ioctl(p.device, VFIO_DEVICE_FEATURE, &f), -ENOTTY);
+  f.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+  EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_FEATURE, &f), -ENOTTY);
+}
+
 TEST_F(DeviceFileTest, IoeventfdRows) {
   // The driver sees only requests that pass the header checks (argsz ≥ 28, flags within the size
   // mask with exactly one size bit, fd ≥ -1); the BAR/offset/eventfd rows are the driver's.

@@ -142,6 +142,9 @@ class FakePciDriver final : public hw::Driver, public vfio::DeviceOps {
     if (hot_reset_errno) return vb::Err(hot_reset_errno, "fake: hot reset");
     return std::vector<vfio::HotResetDependent>{{1, 0, 1, 0}, {2, 0, 2, 8, !hot_reset_groupless}};
   }
+  vb::Result<vfio::FeatureSupport> Feature(vfio::Device&, uint32_t) override {
+    return vb::Err(ENOTTY, "fake: no features");
+  }
   vb::Result<void> PciHotReset(vfio::Device&, std::span<vfio::GroupFile* const> groups) override {
     hot_reset_groups.assign(groups.begin(), groups.end());
     return vb::Ok();
