@@ -418,7 +418,10 @@ const preload::ControlFile* ControlAtPath(const Rewritten& rw) {
 // A PCI function's `config` file is rewritten from the device just before it is opened, so a
 // program that changes config space through VFIO (COMMAND, BARs, MSI) and then reads sysfs sees the
 // change, as on Linux. Reads through an fd opened earlier still see the bytes of their open.
+void RefreshTextFile(const Rewritten& rw);  // issue 14 section, at the end of this file
+
 void RefreshConfigFile(const Rewritten& rw) {
+  RefreshTextFile(rw);
   if (!rw.r.ours || !rw.r.logical || g_forked_child.load()) return;
   const char* slash = strrchr(rw.r.logical, '/');
   if (!slash || strcmp(slash, "/config") != 0) return;
@@ -1022,3 +1025,34 @@ INTERPOSE(int, capset, (void* header, const void* data)) {
   if (r == 0) vfio::type1::LockedMemory::RefreshLimit();
   return r;
 }
+
+// ================================================================================================
+// Issue 14 (kernel fidelity): files whose text follows the machine, and the locked-memory
+// interposers. Kept together at the end of the file.
+// ================================================================================================
+
+namespace {
+
+// A generated file whose text the backend renders from the machine's current state (intel-iommu's
+// debugfs domain_translation_struct changes with every MAP/UNMAP) is rewritten just before it is
+// opened, like a device's `config`. An fd opened earlier keeps reading the bytes of its open.
+void RefreshTextFile(const Rewritten& rw) {
+  if (!rw.r.ours || !rw.r.logical || g_forked_child.load()) return;
+  if (strcmp(rw.r.logical, preload::kDmarDomainTranslationStruct) != 0) return;
+  ErrnoSaver keep;
+  std::string text;
+  {
+    BusyScope busy;
+    if (!g_backend || !g_backend->CurrentText(rw.r.logical, &text)) return;
+  }
+  int wfd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, rw.r.path, O_WRONLY | O_TRUNC | O_CLOEXEC));
+  if (wfd < 0) return;
+  for (size_t done = 0; done < text.size();) {
+    const long n = syscall(SYS_pwrite64, wfd, text.data() + done, text.size() - done, done);
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  (void)syscall(SYS_close, wfd);
+}
+
+}  // namespace

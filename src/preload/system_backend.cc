@@ -1,3 +1,4 @@
+#include "iommu/dmar_debugfs.h"
 #include "preload/system_backend.h"
 
 #include <linux/mman.h>
@@ -99,6 +100,12 @@ bool SystemBackend::CurrentConfig(const std::string& device, std::vector<uint8_t
   return true;
 }
 
+bool SystemBackend::CurrentText(const std::string& path, std::string* out) {
+  if (path != kDmarDomainTranslationStruct) return false;
+  *out = iommu::DmarDomainTranslationStruct(system_->iommu_core(), system_->machine().PciDevices());
+  return true;
+}
+
 void SystemBackend::PrintFaultLog() {
   size_t total = 0;
   for (iommu::Iommu* instance : system_->iommu_core().Iommus()) total += instance->fault_log().size();
@@ -164,6 +171,8 @@ SysfsDescription SystemBackend::Describe() {
       gd.reserved.push_back({r.first, r.last, iommu::ReservedRegionTypeName(r.type)});
     d.iommu_groups.push_back(std::move(gd));
   }
+  for (iommu::Iommu* unit : sys.iommu_core().Iommus())
+    d.intel_iommu_debugfs |= unit->caps().kind == iommu::IommuKind::kDmar;
   d.vfio.allow_unsafe_interrupts = sys.type1().options().allow_unsafe_interrupts;
   d.vfio.dma_entry_limit = static_cast<unsigned>(sys.type1().options().dma_entry_limit);
   return d;
