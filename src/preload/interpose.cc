@@ -1056,3 +1056,54 @@ void RefreshTextFile(const Rewritten& rw) {
 }
 
 }  // namespace
+
+// ---- the mlock family: one counter with type1's pins (Linux 6.1: mm->locked_vm) -----------------
+// mlock/mlock2 run with the limit lowered by what type1 has pinned (LockedMemory::MlockWithPins),
+// so the kernel's own mlock check counts the pins; every call re-reads the process's mlocked
+// pages for the charges that follow; mlockall records MCL_FUTURE (each new mapping is then locked
+// behind the cache). mlockall's own check on Linux compares the whole address space with the
+// limit, pins or not: it runs as is. (docs/design/0011-locked-memory-accounting.md)
+
+namespace {
+
+struct MlockCall {
+  long nr;
+  uintptr_t addr;
+  size_t len;
+  unsigned flags;
+};
+
+long RawMlock(void* ctx) {
+  const auto* c = static_cast<const MlockCall*>(ctx);
+  return c->nr == SYS_mlock2 ? syscall(SYS_mlock2, c->addr, c->len, c->flags) : syscall(SYS_mlock, c->addr, c->len);
+}
+
+int AfterMlockChange(long r) {
+  ErrnoSaver keep;
+  vfio::type1::LockedMemory::RefreshMlocked();
+  return static_cast<int>(r);
+}
+
+}  // namespace
+
+INTERPOSE(int, mlock, (const void* addr, size_t len)) {
+  MlockCall c{SYS_mlock, reinterpret_cast<uintptr_t>(addr), len, 0};
+  return static_cast<int>(vfio::type1::LockedMemory::MlockWithPins(RawMlock, &c));
+}
+INTERPOSE(int, mlock2, (const void* addr, size_t len, unsigned int flags)) {
+  MlockCall c{SYS_mlock2, reinterpret_cast<uintptr_t>(addr), len, flags};
+  return static_cast<int>(vfio::type1::LockedMemory::MlockWithPins(RawMlock, &c));
+}
+INTERPOSE(int, munlock, (const void* addr, size_t len)) {
+  return AfterMlockChange(syscall(SYS_munlock, addr, len));
+}
+INTERPOSE(int, mlockall, (int flags)) {
+  const long r = syscall(SYS_mlockall, flags);
+  if (r == 0) vfio::type1::LockedMemory::SetMlockFuture(flags & MCL_FUTURE);
+  return AfterMlockChange(r);
+}
+INTERPOSE(int, munlockall, (void)) {
+  const long r = syscall(SYS_munlockall);
+  if (r == 0) vfio::type1::LockedMemory::SetMlockFuture(false);
+  return AfterMlockChange(r);
+}

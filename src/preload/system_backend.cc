@@ -69,6 +69,9 @@ std::unique_ptr<SystemBackend> SystemBackend::Create() {
     return nullptr;
   }
   // The interposers report every address-space, memlock-limit and capability change, so type1's
+  // The program's mlock()ed pages share RLIMIT_MEMLOCK with type1's pins, as mm->locked_vm does
+  // on Linux (docs/design/0011; the mlock interposers keep the count current).
+  vfio::type1::LockedMemory::SetMlockShared(true);
   // user-pointer check caches may be on (docs/design/0007); VFIOBOX_EXACT_CHECKS=1 keeps them off.
   if (const char* exact = std::getenv("VFIOBOX_EXACT_CHECKS"); !exact || std::string_view(exact) != "1") {
     vfio::type1::UserMemory::SetVmaCache(true);
