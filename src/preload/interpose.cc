@@ -415,11 +415,11 @@ const preload::ControlFile* ControlAtPath(const Rewritten& rw) {
 
 // ---------------------------------------------------------------- open
 
+void RefreshTextFile(const Rewritten& rw);  // issue 14 section, at the end of this file
+
 // A PCI function's `config` file is rewritten from the device just before it is opened, so a
 // program that changes config space through VFIO (COMMAND, BARs, MSI) and then reads sysfs sees the
 // change, as on Linux. Reads through an fd opened earlier still see the bytes of their open.
-void RefreshTextFile(const Rewritten& rw);  // issue 14 section, at the end of this file
-
 void RefreshConfigFile(const Rewritten& rw) {
   RefreshTextFile(rw);
   if (!rw.r.ours || !rw.r.logical || g_forked_child.load()) return;
