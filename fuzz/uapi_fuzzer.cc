@@ -86,7 +86,7 @@ struct Known {
 };
 constexpr Known kDevices[] = {
     {"0000:01:00.0", Kind::kEdu},          // edu, dmar0, own group
-    {"0000:02:00.0", Kind::kNone},         // group with an igb function: not viable
+    {"0000:02:00.0", Kind::kNone},         // group with a kernel-dma function: not viable
     {"0000:04:01.0", Kind::kNone},         // behind a PCIe-to-PCI bridge: one group of two
     {"0000:04:02.0", Kind::kNone},
     {"0000:07:00.0", Kind::kTestEndpoint}, // smmu0, shares its group with a platform device

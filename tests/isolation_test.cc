@@ -186,7 +186,7 @@ TEST_F(Isolation, AReadOnlyMappingIsNeverWrittenWhileReadsSucceed) {
 }
 
 TEST_F(Isolation, ADeviceInANonViableGroupCannotBeOpenedByAnyRoute) {
-  // 02:00.0 shares its group with 02:00.1, which a kernel DMA-API driver (igb) owns.
+  // 02:00.0 shares its group with 02:00.1, which a kernel DMA-API driver (kernel-dma) owns.
   vb::RefPtr<hw::Device> dev = sys->machine().FindDevice("0000:02:00.0");
   auto g = sys->vfio().OpenGroup(sys->iommu_core().GroupOf(*dev)->id());
   ASSERT_TRUE(g.has_value());

@@ -2,10 +2,14 @@
 
 #include "hw/machine.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace devices {
 
 namespace {
 constexpr uint64_t kAllOnes = ~uint64_t{0};
+constexpr uint64_t kPage = 4096;
 }
 
 Edu::Edu(hw::PciAddress address, const EduOptions& options)
@@ -29,9 +33,18 @@ vb::Result<vb::RefPtr<Edu>> Edu::Create(hw::PciAddress address, const EduOptions
   return edu;
 }
 
+// QEMU's memory core refuses an access the edu's MemoryRegionOps do not declare valid (a width
+// other than 4 or 8, or an address not aligned to the width) before the edu sees it: the read
+// answers what unassigned memory answers, 0, and the write is dropped.
+bool Edu::AccessValid(uint64_t offset, unsigned size) {
+  return (size == 4 || size == 8) && offset % size == 0;
+}
+
 uint64_t Edu::MmioRead(int bar, uint64_t offset, unsigned size) {
   state_mu_.AssertHeld();
-  if (offset < 0x80 ? size != 4 : (size != 4 && size != 8)) return kAllOnes;
+  if (!AccessValid(offset, size)) return 0;
+  // The edu's own check: 8-byte accesses only at 0x80 and above.
+  if (offset < 0x80 && size != 4) return kAllOnes;
   switch (offset) {
     case kRegId: return kId;
     case kRegLiveness: return liveness_;
@@ -48,7 +61,7 @@ uint64_t Edu::MmioRead(int bar, uint64_t offset, unsigned size) {
 
 void Edu::MmioWrite(int bar, uint64_t offset, unsigned size, uint64_t value) {
   state_mu_.AssertHeld();
-  if (offset < 0x80 ? size != 4 : (size != 4 && size != 8)) return;
+  if (!AccessValid(offset, size) || (offset < 0x80 && size != 4)) return;
   const uint32_t v32 = static_cast<uint32_t>(value);
   switch (offset) {
     case kRegLiveness:
@@ -79,7 +92,7 @@ void Edu::MmioWrite(int bar, uint64_t offset, unsigned size, uint64_t value) {
     }
     case kRegDmaCmd:
       if (!(value & kDmaCmdStart) || (dma_cmd_ & kDmaCmdStart)) break;
-      dma_cmd_ = value & ~kDmaCmdError;
+      dma_cmd_ = value;
       ScheduleLocked(Work::kDma, options_.dma_delay);
       break;
     default:
@@ -96,7 +109,8 @@ void Edu::RaiseLocked(uint32_t bits) {
 
 void Edu::AckLocked(uint32_t bits) {
   irq_status_ &= ~bits;
-  if (!irq_status_) LowerIntxLocked();
+  // As QEMU: the line is lowered only while MSI is off.
+  if (!irq_status_ && !msi_enabled_locked()) LowerIntxLocked();
 }
 
 void Edu::ScheduleLocked(Work work, std::chrono::nanoseconds delay) {
@@ -144,24 +158,37 @@ void Edu::RunDmaLocked() {
             device_addr - kDmaBufferAddr <= kDmaBufferSize - count;
   if (ok && count > 0) {
     uint8_t* buf = buffer_.data() + (device_addr - kDmaBufferAddr);
-    auto r = to_ram ? DmaWriteLocked(ram, buf, count) : DmaReadLocked(ram, buf, count);
-    ok = r.has_value();
+    // Page by page, as QEMU's DMA translates: a page the IOMMU refuses (the fault is recorded),
+    // or any page while bus mastering is off, reads as zeros into the buffer and drops a write;
+    // the other pages move.
+    for (uint64_t done = 0; done < count;) {
+      const uint64_t at = ram + done;
+      const uint64_t chunk = std::min<uint64_t>(count - done, kPage - (at & (kPage - 1)));
+      auto r = to_ram ? DmaWriteLocked(at, buf + done, chunk) : DmaReadLocked(at, buf + done, chunk);
+      if (!r) {
+        ok = false;
+        if (!to_ram) std::memset(buf + done, 0, chunk);
+      }
+      done += chunk;
+    }
   }
   dma_cmd_ &= ~kDmaCmdStart;
-  if (ok) {
-    ++dma_completions_;
-  } else {
-    dma_cmd_ |= kDmaCmdError;
-    ++dma_errors_;
-  }
+  if (ok) ++dma_completions_;
+  else ++dma_errors_;
   if (dma_cmd_ & kDmaCmdIrq) RaiseLocked(kIrqDma);
 }
 
 void Edu::OnResetLocked() {
-  ++epoch_;
-  liveness_ = factorial_ = status_ = irq_status_ = 0;
-  dma_src_ = dma_dst_ = dma_count_ = dma_cmd_ = 0;
-  buffer_.fill(0);
+  // QEMU's edu has no reset handler: a function or bus reset resets its config space (done by
+  // PciDevice, which also drops the INTx line) but no register, the DMA buffer nor the work in
+  // flight.
+}
+
+void Edu::OnConfigWriteLocked(uint32_t offset, unsigned size) {
+  // QEMU's MSI code: a write touching the MSI capability while MSI is enabled deasserts INTx.
+  constexpr uint32_t kMsiCapBytes = 14;  // 64-bit address, no per-vector masking
+  const auto msi = msi_offset();
+  if (msi && offset < *msi + kMsiCapBytes && *msi < offset + size && msi_enabled_locked()) LowerIntxLocked();
 }
 
 void Edu::OnSurpriseRemoval() {

@@ -5,6 +5,7 @@
 #include "hw/testing/recording_sink.h"
 
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <numeric>
@@ -89,6 +90,7 @@ class EduTest : public ::testing::Test {
     W64(Edu::kRegDmaCount, count);
     W64(Edu::kRegDmaCmd, cmd);
   }
+  void StateLockedReset() { edu_->FunctionReset(); }
   void EnableMsi() {
     const uint8_t msi = *edu_->msi_offset();
     ASSERT_TRUE(edu_->ConfigWrite(msi + hw::pci::kMsiFlags, 2, hw::pci::kMsiFlagsEnable).has_value());
@@ -135,19 +137,52 @@ TEST_F(EduTest, IdentificationAndLivenessRegisters) {
   EXPECT_EQ(R32(Edu::kRegLiveness), 0xffffffffu);
 }
 
-TEST_F(EduTest, AccessesOfTheWrongSizeReadAllOnesAndAreDropped) {
-  uint16_t h = 0;
-  ASSERT_TRUE(edu_->BarRead(0, Edu::kRegId, &h, 2).has_value());
-  EXPECT_EQ(h, 0xffff);
-  uint64_t q = 0;
-  ASSERT_TRUE(edu_->BarRead(0, Edu::kRegLiveness, &q, 8).has_value());
-  EXPECT_EQ(q, ~uint64_t{0}) << "8-byte accesses only reach 0x80..0x98";
+// Issue 14 item 5. QEMU's memory core refuses widths other than 4 and 8 and unaligned accesses
+// (edu_mmio_ops.valid): such reads answer 0 and writes are dropped. The edu itself answers
+// all-ones to 8-byte accesses below 0x80 and to offsets it does not implement.
+TEST_F(EduTest, InvalidAccessesReadZeroAndEdusOwnRefusalsReadAllOnes) {
+  auto read = [&](uint64_t off, unsigned size) {
+    uint64_t v = 0x5a5a5a5a5a5a5a5a;
+    EXPECT_TRUE(edu_->BarRead(0, off, &v, size).has_value());
+    return size == 8 ? v : v & ((uint64_t{1} << (8 * size)) - 1);
+  };
+  EXPECT_EQ(read(Edu::kRegId, 1), 0u);
+  EXPECT_EQ(read(Edu::kRegId, 2), 0u);
+  EXPECT_EQ(read(Edu::kRegId + 2, 4), 0u) << "unaligned";
+  EXPECT_EQ(read(Edu::kRegLiveness, 8), 0u) << "8 bytes at 4: unaligned";
+  EXPECT_EQ(read(Edu::kRegDmaSrc + 4, 8), 0u) << "unaligned";
+  EXPECT_EQ(read(Edu::kRegId, 8), ~uint64_t{0}) << "8-byte accesses only reach 0x80..0x98";
+  EXPECT_EQ(read(Edu::kRegDmaSrc + 4, 4), 0xffffffffu) << "the upper half is no register";
+  EXPECT_EQ(read(0x40, 4), 0xffffffffu) << "unassigned register";
+  EXPECT_EQ(read(Edu::kDmaBufferAddr, 4), 0xffffffffu) << "the buffer is not on the BAR";
+  EXPECT_EQ(read(0x40, 2), 0u);
   W32(Edu::kRegLiveness, 0x1);
   const uint16_t w = 0x55;
   ASSERT_TRUE(edu_->BarWrite(0, Edu::kRegLiveness, &w, 2).has_value());
+  const uint8_t b = 0x55;
+  ASSERT_TRUE(edu_->BarWrite(0, Edu::kRegLiveness, &b, 1).has_value());
+  const uint32_t unaligned = 0x55;
+  ASSERT_TRUE(edu_->BarWrite(0, Edu::kRegLiveness + 1, &unaligned, 4).has_value());
+  W64(Edu::kRegLiveness - 4, 0x55);  // 8 bytes below 0x80: the edu drops it
   EXPECT_EQ(R32(Edu::kRegLiveness), 0xfffffffeu);
-  EXPECT_EQ(R32(0x40), 0xffffffffu) << "unassigned register";
-  EXPECT_EQ(R32(Edu::kDmaBufferAddr), 0xffffffffu) << "the buffer is not on the BAR";
+}
+
+// QEMU's edu has no reset handler: a reset touches config space only.
+TEST_F(EduTest, ResetKeepsRegistersAndTheBufferAsQemusEduDoes) {
+  W32(Edu::kRegLiveness, 0x12345678);
+  W64(Edu::kRegDmaSrc, 0x1000);
+  std::array<uint8_t, Edu::kDmaBufferSize> pattern;
+  pattern.fill(0x3c);
+  edu_->set_dma_buffer(pattern);
+  W32(Edu::kRegIrqRaise, 0x40);
+  EXPECT_EQ(sink_.Take(), (Events{"intx:1"}));
+  StateLockedReset();
+  EXPECT_EQ(edu_->ConfigRead(hw::pci::kCommand, 2).value(), 0u) << "config space is reset";
+  ASSERT_TRUE(edu_->ConfigWrite(hw::pci::kCommand, 2, hw::pci::kCommandMemory).has_value());
+  EXPECT_EQ(R32(Edu::kRegLiveness), 0xedcba987u);
+  EXPECT_EQ(R64(Edu::kRegDmaSrc), 0x1000u);
+  EXPECT_EQ(R32(Edu::kRegIrqStatus), 0x40u);
+  EXPECT_EQ(edu_->dma_buffer(), pattern);
 }
 
 TEST_F(EduTest, FactorialComputesInTheBackgroundWithTheBusyBit) {
@@ -215,6 +250,27 @@ TEST_F(EduTest, IntxIsAssertedWhileInterruptStatusIsNonZero) {
   EXPECT_EQ(R32(Edu::kRegIrqRaise), 0xffffffffu) << "write-only";
 }
 
+// QEMU: enabling MSI (any write to its capability while enabled) deasserts INTx; an ack leaves
+// the pin alone while MSI is on; after MSI is turned off the line stays low until a raise.
+TEST_F(EduTest, MsiEnableDropsIntxAndAnAckUnderMsiLeavesThePinAlone) {
+  auto status_int = [&] { return edu_->ConfigRead(hw::pci::kStatus, 2).value() & hw::pci::kStatusInterrupt; };
+  W32(Edu::kRegIrqRaise, 0x10);
+  EXPECT_EQ(sink_.Take(), (Events{"intx:1"}));
+  EXPECT_TRUE(status_int());
+  EnableMsi();
+  EXPECT_FALSE(status_int()) << "enabling MSI deasserted INTx";
+  W32(Edu::kRegIrqAck, 0x10);
+  EXPECT_FALSE(status_int());
+  W32(Edu::kRegIrqRaise, 0x20);  // MSI: a message, no pin
+  EXPECT_FALSE(status_int());
+  const uint8_t msi = *edu_->msi_offset();
+  ASSERT_TRUE(edu_->ConfigWrite(msi + hw::pci::kMsiFlags, 2, 0).has_value());
+  EXPECT_FALSE(status_int()) << "the pin stays low after MSI is off";
+  EXPECT_EQ(sink_.Take(), (Events{"intx:0", "msi:0"}));
+  W32(Edu::kRegIrqRaise, 0);  // status still 0x20: a raise asserts again
+  EXPECT_TRUE(status_int());
+}
+
 TEST_F(EduTest, WithMsiEnabledEveryRaiseSendsOneMessage) {
   EnableMsi();
   W32(Edu::kRegIrqRaise, 0x1);
@@ -272,13 +328,16 @@ TEST_F(EduTest, DmaWithoutTranslationFaultsAndChangesNoByte) {
   std::array<uint8_t, Edu::kDmaBufferSize> pattern;
   pattern.fill(0xab);
   edu_->set_dma_buffer(pattern);
-  std::vector<uint8_t> ram(4096, 0x11);
-  // RAM → buffer: the read faults; the buffer keeps its bytes.
+  alignas(4096) static std::array<uint8_t, 4096> ram;  // one page: one fault per transfer
+  ram.fill(0x11);
+  // RAM → buffer: the read faults (logged); as QEMU's DMA read of a refused address, the buffer
+  // gets zeros, and the transfer completes as any other.
   StartDma(reinterpret_cast<uint64_t>(ram.data()), Edu::kDmaBufferAddr, 4096, Edu::kDmaCmdStart | Edu::kDmaCmdIrq);
   Drain();
-  EXPECT_EQ(edu_->dma_buffer(), pattern);
+  auto buf = edu_->dma_buffer();
+  EXPECT_TRUE(std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0; }));
   EXPECT_EQ(edu_->dma().faults_for_test(), 1u);
-  EXPECT_EQ(R64(Edu::kRegDmaCmd), Edu::kDmaCmdIrq | Edu::kDmaCmdError) << "start cleared, error set";
+  EXPECT_EQ(R64(Edu::kRegDmaCmd), Edu::kDmaCmdIrq) << "start cleared, nothing else";
   EXPECT_EQ(R32(Edu::kRegIrqStatus), Edu::kIrqDma) << "completion still raised";
   EXPECT_EQ(sink_.Take(), (Events{"intx:1"}));
   // buffer → RAM: nothing written.
@@ -287,13 +346,48 @@ TEST_F(EduTest, DmaWithoutTranslationFaultsAndChangesNoByte) {
   EXPECT_TRUE(std::all_of(ram.begin(), ram.end(), [](uint8_t b) { return b == 0x11; }));
   EXPECT_EQ(edu_->dma().faults_for_test(), 2u);
   EXPECT_EQ(edu_->dma_errors(), 2u);
-  // A new start clears the error bit.
-  edu_->dma().SetTranslation(&identity_);
-  StartDma(Edu::kDmaBufferAddr, reinterpret_cast<uint64_t>(ram.data()), 16, Edu::kDmaCmdStart | Edu::kDmaCmdToRam);
-  Drain();
   EXPECT_EQ(R64(Edu::kRegDmaCmd), Edu::kDmaCmdToRam);
-  EXPECT_EQ(ram[0], 0xab);
-  EXPECT_EQ(ram[16], 0x11);
+}
+
+// Page by page: the pages the IOMMU maps move, a refused page reads as zeros (and is logged) or
+// drops the write.
+TEST_F(EduTest, DmaAcrossAMappedAndARefusedPageMovesTheMappedPage) {
+  class FirstPageOnly : public hw::DmaTranslation {
+   public:
+    DmaTranslateResult Translate(uint64_t iova, uint64_t length, DmaAccess) const override {
+      if (iova >= limit) return {false, DmaFaultReason::kNotMapped, {}};
+      return {true, DmaFaultReason::kNotMapped, {reinterpret_cast<uint8_t*>(iova), std::min(length, limit - iova)}};
+    }
+    uint64_t generation() const override { return 0; }
+    uint64_t granule() const override { return 4096; }
+    uint64_t limit = 0;
+  } half;
+  alignas(4096) static uint8_t ram[8192];
+  std::memset(ram, 0x77, sizeof ram);
+  half.limit = reinterpret_cast<uint64_t>(ram) + 4096;
+  edu_->dma().SetTranslation(&half);
+  std::array<uint8_t, Edu::kDmaBufferSize> pattern;
+  pattern.fill(0xab);
+  edu_->set_dma_buffer(pattern);
+  // RAM → buffer from the last 64 bytes of the mapped page into the refused one.
+  StartDma(half.limit - 64, Edu::kDmaBufferAddr, 128, Edu::kDmaCmdStart);
+  Drain();
+  auto buf = edu_->dma_buffer();
+  EXPECT_EQ(buf[0], 0x77);
+  EXPECT_EQ(buf[63], 0x77);
+  EXPECT_EQ(buf[64], 0);
+  EXPECT_EQ(buf[127], 0);
+  EXPECT_EQ(buf[128], 0xab);
+  EXPECT_EQ(edu_->dma().faults_for_test(), 1u);
+  // buffer → RAM: the mapped page is written, the refused one is not.
+  edu_->set_dma_buffer(pattern);
+  StartDma(Edu::kDmaBufferAddr, half.limit - 64, 128, Edu::kDmaCmdStart | Edu::kDmaCmdToRam);
+  Drain();
+  EXPECT_EQ(ram[4096 - 64], 0xab);
+  EXPECT_EQ(ram[4095], 0xab);
+  EXPECT_EQ(ram[4096], 0x77);
+  EXPECT_EQ(edu_->dma().faults_for_test(), 2u);
+  EXPECT_EQ(R64(Edu::kRegDmaCmd), Edu::kDmaCmdToRam);
 }
 
 TEST_F(EduTest, DmaToAReadOnlyMappingFaultsAndWritesNothing) {
@@ -307,10 +401,11 @@ TEST_F(EduTest, DmaToAReadOnlyMappingFaultsAndWritesNothing) {
   Drain();
   EXPECT_TRUE(std::all_of(ram.begin(), ram.end(), [](uint8_t b) { return b == 0; }));
   EXPECT_EQ(edu_->dma().faults_for_test(), 1u);
-  EXPECT_TRUE(R64(Edu::kRegDmaCmd) & Edu::kDmaCmdError);
+  EXPECT_EQ(R64(Edu::kRegDmaCmd), Edu::kDmaCmdToRam);
+  EXPECT_EQ(edu_->dma_errors(), 1u);
 }
 
-TEST_F(EduTest, DmaOutsideTheBufferIsAnErrorNotACrash) {
+TEST_F(EduTest, DmaOutsideTheBufferCopiesNothingAndCompletes) {
   edu_->dma().SetTranslation(&identity_);
   std::vector<uint8_t> ram(8192, 0x22);
   const uint64_t bad[][2] = {{Edu::kDmaBufferAddr + 1, 4096}, {Edu::kDmaBufferAddr - 1, 2}, {0, 16},
@@ -318,7 +413,7 @@ TEST_F(EduTest, DmaOutsideTheBufferIsAnErrorNotACrash) {
   for (const auto& [addr, count] : bad) {
     StartDma(reinterpret_cast<uint64_t>(ram.data()), addr, count, Edu::kDmaCmdStart);
     Drain();
-    EXPECT_EQ(R64(Edu::kRegDmaCmd), Edu::kDmaCmdError) << addr << "+" << count;
+    EXPECT_EQ(R64(Edu::kRegDmaCmd), 0u) << addr << "+" << count;
   }
   EXPECT_EQ(edu_->dma_errors(), 5u);
   EXPECT_EQ(edu_->dma().faults_for_test(), 0u) << "never reached the IOMMU";
@@ -326,16 +421,27 @@ TEST_F(EduTest, DmaOutsideTheBufferIsAnErrorNotACrash) {
   EXPECT_TRUE(std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0; }));
 }
 
-TEST_F(EduTest, DmaWithBusMasteringOffDoesNothing) {
+// QEMU: with bus mastering off the device's address space is empty: reads give zeros, writes are
+// dropped, and the IOMMU never sees the access.
+TEST_F(EduTest, DmaWithBusMasteringOffReadsZerosAndWritesNothing) {
   edu_->dma().SetTranslation(&identity_);
   ASSERT_TRUE(edu_->ConfigWrite(hw::pci::kCommand, 2, hw::pci::kCommandMemory).has_value());
+  std::array<uint8_t, Edu::kDmaBufferSize> pattern;
+  pattern.fill(0xab);
+  edu_->set_dma_buffer(pattern);
   std::vector<uint8_t> ram(64, 0x33);
   StartDma(reinterpret_cast<uint64_t>(ram.data()), Edu::kDmaBufferAddr, 64, Edu::kDmaCmdStart);
   Drain();
   auto buf = edu_->dma_buffer();
   EXPECT_EQ(buf[0], 0);
-  EXPECT_EQ(R64(Edu::kRegDmaCmd), Edu::kDmaCmdError);
+  EXPECT_EQ(buf[63], 0);
+  EXPECT_EQ(buf[64], 0xab);
+  EXPECT_EQ(R64(Edu::kRegDmaCmd), 0u);
+  StartDma(Edu::kDmaBufferAddr + 64, reinterpret_cast<uint64_t>(ram.data()), 64, Edu::kDmaCmdStart | Edu::kDmaCmdToRam);
+  Drain();
+  EXPECT_EQ(ram[0], 0x33);
   EXPECT_EQ(edu_->dma().faults_for_test(), 0u);
+  EXPECT_EQ(edu_->dma_errors(), 2u);
 }
 
 TEST_F(EduTest, DmaRegistersAreFrozenWhileATransferRunsAndTakeEightByteAccesses) {

@@ -283,7 +283,7 @@ TEST(PciDeviceTest, BridgeHeaderCarriesBusNumbersAndSubordinateFollowsWhatIsBelo
 TEST(PciDeviceTest, HostBridgeIsAType0BridgeClassFunction) {
   auto hb = HostBridge::Create();
   EXPECT_EQ(hb->name(), "0000:00:00.0");
-  EXPECT_EQ(Cfg(*hb, pci::kVendorId, 4), 0x29c08086u);
+  EXPECT_EQ(Cfg(*hb, pci::kVendorId, 4), 0x00081b36u);
   EXPECT_EQ(Cfg(*hb, pci::kRevision, 4) >> 8, 0x060000u);
   EXPECT_FALSE(hb->is_bridge());
   EXPECT_FALSE(hb->is_pcie());

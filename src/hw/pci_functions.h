@@ -74,11 +74,13 @@ class PcieToPciBridge final : public PciBridgeFunction {  // default 1b36:000e (
   using PciBridgeFunction::PciBridgeFunction;
 };
 
-// 00:00.0 host bridge (default 8086:29c0, Q35), a conventional type 0 function of class 0x0600.
+// 00:00.0 host bridge (default 1b36:0008, QEMU's generic PCIe host bridge, which has no
+// registers a driver could use: not Q35's 8086:29c0, which intel-agp claims), a conventional
+// type 0 function of class 0x0600.
 class HostBridge final : public PciDevice {
  public:
-  static vb::RefPtr<HostBridge> Create(PciAddress address = {}, uint16_t vendor_id = 0x8086,
-                                       uint16_t device_id = 0x29c0);
+  static vb::RefPtr<HostBridge> Create(PciAddress address = {}, uint16_t vendor_id = 0x1b36,
+                                       uint16_t device_id = 0x0008);
 
  private:
   HostBridge(PciAddress address, const Identity& id) : PciDevice(address, id) {}

@@ -72,6 +72,10 @@ vb::Result<void> Domain::CheckRange(uint64_t iova, uint64_t size) const {
 
 vb::Result<void> Domain::Map(uint64_t iova, uint64_t phys, uint64_t size, uint32_t prot) {
   TRY(CheckRange(iova, size));
+  // intel-iommu's quirk (6.1): the present bit it always sets is the read permission. A prot the
+  // table refuses (0, unknown bits) stays refused.
+  if (iommu_.caps().kind == IommuKind::kDmar && prot != 0 && !(prot & ~(kProtRead | kProtWrite)))
+    prot |= kProtRead;
   return page_table_->Map(iova, phys, size, prot);
 }
 

@@ -47,7 +47,8 @@ class Domain {
 
   // Paging domains only (EINVAL otherwise). Maps [iova, iova+size) → [phys, phys+size).
   // EINVAL: size 0, the range wraps, misaligned (4 KiB), prot 0; ERANGE: any part outside the
-  // aperture; EEXIST: already mapped; ENOMEM: table allocation failed. All or nothing.
+  // aperture; EEXIST: already mapped; ENOMEM: table allocation failed. All or nothing. On a
+  // kDmar instance every mapping is also readable (intel-iommu's present bit; IommuKind).
   vb::Result<void> Map(uint64_t iova, uint64_t phys, uint64_t size, uint32_t prot);
   // Paging domains only (EINVAL otherwise). Returns the bytes that were mapped in the range.
   // EINVAL: size 0, wraps, misaligned; ERANGE: outside the aperture. Strict: when it returns no

@@ -52,6 +52,33 @@ TEST(IommuTest, AllocDomainFailPointGivesEnomem) {
   EXPECT_EQ(&(*ok)->iommu(), iommu.get());
 }
 
+// Issue 14 item 2: intel-iommu (6.1) sets the first-level present bit, the second-level read bit,
+// on every mapping: a dmar-kind domain lets devices read through a write-only mapping. An
+// smmu-kind domain keeps the permissions exactly as mapped.
+TEST(DomainTest, DmarKindReadsThroughWriteOnlyMappingsSmmuKindStaysStrict) {
+  alignas(4096) static uint8_t page[4096];
+  const uint64_t host = reinterpret_cast<uint64_t>(page);
+  auto dmar = *Iommu::Create("dmar0", IommuCaps::X86());
+  EXPECT_EQ(dmar->caps().kind, IommuKind::kDmar);
+  IommuCaps strict;
+  strict.kind = IommuKind::kSmmu;
+  auto smmu = *Iommu::Create("smmu0", strict);
+  for (Iommu* iommu : {dmar.get(), smmu.get()}) {
+    const bool quirk = iommu == dmar.get();
+    auto d = *iommu->AllocDomain(DomainType::kPaging);
+    ASSERT_TRUE(d->Map(0x10000, host, 4096, kProtWrite).has_value());
+    ASSERT_TRUE(d->Map(0x20000, host, 4096, kProtRead).has_value());
+    EXPECT_EQ(d->IovaToPhys(0x10000)->prot, quirk ? (kProtRead | kProtWrite) : kProtWrite) << iommu->name();
+    EXPECT_EQ(d->IovaToPhys(0x20000)->prot, kProtRead) << "a read-only mapping stays read-only";
+    const hw::DmaTranslation* t = d->translation();
+    EXPECT_EQ(t->Translate(0x10000, 16, hw::DmaAccess::kRead).ok, quirk) << iommu->name();
+    EXPECT_TRUE(t->Translate(0x10000, 16, hw::DmaAccess::kWrite).ok);
+    EXPECT_FALSE(t->Translate(0x20000, 16, hw::DmaAccess::kWrite).ok);
+    EXPECT_EQ(vb::ErrnoOf(d->Map(0x30000, host, 4096, 0)), EINVAL) << "prot 0 is still refused";
+    ASSERT_TRUE(d->Unmap(0x10000, 0x20000).has_value());
+  }
+}
+
 TEST(DomainTest, MapChecksTypeRangeAndAperture) {
   IommuCaps caps;
   caps.aperture_first = 0x10000;

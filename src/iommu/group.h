@@ -86,6 +86,14 @@ class Group : public vb::RefCounted<Group> {
   // owned, the default domain otherwise. When it returns, no DMA still uses `domain`.
   vb::Result<void> DetachDomain(Domain& domain) EXCLUDES(mu_);
   bool IsCurrentDomain(const Domain& domain) const EXCLUDES(mu_);
+  // Runs fn(first present member, current domain) with the group lock held, so the domain stays
+  // current (and alive) until fn returns; does nothing when no member is present.
+  template <typename F>
+  void WithCurrentDomain(F&& fn) EXCLUDES(mu_) {
+    vb::MutexLock l(mu_);
+    hw::Device* dev = FirstPresentMemberLocked();
+    if (dev && domain_) fn(*dev, *domain_);
+  }
   DomainType current_domain_type() const EXCLUDES(mu_);
   Domain& default_domain() const { return *default_domain_; }
   Domain& blocking_domain() const { return *blocking_domain_; }

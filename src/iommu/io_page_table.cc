@@ -475,6 +475,32 @@ void IoPageTable::ReadAndClearDirty(uint64_t iova, uint64_t size,
 
 // ---- Readers ----
 
+void IoPageTable::ForEachLeaf(const std::function<void(const LeafVisit&)>& fn) {
+  vb::MutexLock l(mu_);
+  LeafVisit v;
+  VisitLocked(root_, kLevels - 1, 0, v, fn);
+}
+
+void IoPageTable::VisitLocked(const Table* t, int level, uint64_t base, LeafVisit& v,
+                              const std::function<void(const LeafVisit&)>& fn) const {
+  v.tables[level] = reinterpret_cast<uintptr_t>(t);
+  for (unsigned i = 0; i < kEntries; ++i) {
+    const uint64_t e = t->e[i].load(std::memory_order_relaxed);
+    const uint64_t iova = base + uint64_t{i} * LevelSize(level);
+    if (IsTable(e)) {
+      VisitLocked(reinterpret_cast<const Table*>(Addr(e)), level - 1, iova, v, fn);
+      v.tables[level - 1] = 0;
+    } else if (IsLeaf(e)) {
+      v.iova = iova;
+      v.size = LevelSize(level);
+      v.phys = Addr(e);
+      v.prot = ProtOf(e);
+      v.level = level;
+      fn(v);
+    }
+  }
+}
+
 std::optional<IovaTranslation> IoPageTable::IovaToPhys(uint64_t iova) const {
   if (iova >> address_bits_) return std::nullopt;
   const Walk w = WalkTo(iova);

@@ -109,6 +109,23 @@ class IoPageTable final : public hw::DmaTranslation {
   uint64_t generation() const override { return generation_.load(std::memory_order_acquire); }
   uint64_t granule() const override { return kPage4K; }
 
+  // One leaf as a walk from the root reaches it (debug dumps of the tables, e.g. intel-iommu's
+  // debugfs): `level` 0 is a 4 KiB page, 1 a 2 MiB block, 2 a 1 GiB block; tables[l] is the host
+  // address of the table at level l on the way (tables[3] the root, tables[level] the one
+  // holding the leaf; the others are null).
+  struct LeafVisit {
+    uint64_t iova = 0;
+    uint64_t size = 0;
+    uint64_t phys = 0;
+    uint32_t prot = 0;
+    int level = 0;
+    uintptr_t tables[4] = {};
+  };
+  // Calls fn for every leaf in iova order, under the writer lock (a consistent snapshot: no Map or
+  // Unmap runs meanwhile; fn must not call back into this table).
+  void ForEachLeaf(const std::function<void(const LeafVisit&)>& fn) EXCLUDES(mu_);
+  uintptr_t root_address() const { return reinterpret_cast<uintptr_t>(root_); }
+
   uint64_t pgsize_bitmap() const { return pgsize_bitmap_; }
   uint64_t mapped_bytes() const { return mapped_bytes_.load(std::memory_order_relaxed); }
   // Number of table pages allocated (tests: tables are freed when emptied / on destruction).
@@ -144,6 +161,8 @@ class IoPageTable final : public hw::DmaTranslation {
   void ClearRangeLocked(Table* t, int level, uint64_t first, uint64_t last, uint64_t& unmapped,
                         Table*& retired) REQUIRES(mu_);
   void FreeTree(Table* t, int level);
+  void VisitLocked(const Table* t, int level, uint64_t base, LeafVisit& v,
+                   const std::function<void(const LeafVisit&)>& fn) const REQUIRES(mu_);
 
   const uint64_t pgsize_bitmap_;
   const unsigned address_bits_;

@@ -16,8 +16,17 @@ const char* ReservedRegionTypeName(ReservedRegionType t) {
   return "?";
 }
 
+const char* IommuKindName(IommuKind k) {
+  switch (k) {
+    case IommuKind::kDmar: return "dmar";
+    case IommuKind::kSmmu: return "smmu";
+  }
+  return "?";
+}
+
 IommuCaps IommuCaps::X86() {
   IommuCaps caps;
+  caps.kind = IommuKind::kDmar;
   caps.reserved.push_back(kX86MsiWindow);
   return caps;
 }

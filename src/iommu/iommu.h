@@ -42,7 +42,18 @@ struct ReservedRegion {
 // The x86 interrupt window, reserved as MSI on every x86-like instance.
 inline constexpr ReservedRegion kX86MsiWindow{0xfee00000, 0xfeefffff, ReservedRegionType::kMsi};
 
+// Which Linux IOMMU driver an instance behaves as, for the observable quirks of that driver's
+// map path (docs/design/0010-iommu-driver-quirks.md).
+//   kDmar — intel-iommu (VT-d): 6.1's map path always sets the first-level "present" bit, which
+//           is bit 0 of a second-level entry, the read permission: every mapping is readable by
+//           devices, write-only ones included.
+//   kSmmu — arm-smmu(-v3) io-pgtable: permissions exactly as mapped.
+enum class IommuKind : uint8_t { kDmar, kSmmu };
+const char* IommuKindName(IommuKind k);
+
 struct IommuCaps {
+  // The driver this instance behaves as. Default: the strict one; X86() says kDmar.
+  IommuKind kind = IommuKind::kSmmu;
   uint64_t pgsize_bitmap = kPage4K | kPage2M | kPage1G;  // subset of 4K|2M|1G, 4K required
   uint64_t aperture_first = 0;                            // inclusive
   uint64_t aperture_last = (1ull << 48) - 1;              // inclusive, < 2^48
@@ -57,8 +68,8 @@ struct IommuCaps {
   bool passthrough = false;
   std::vector<ReservedRegion> reserved;
 
-  // An Intel VT-d-like instance: 4K|2M|1G, 48-bit aperture, coherent, interrupt remapping, the
-  // x86 MSI window reserved.
+  // An Intel VT-d-like instance (kind kDmar): 4K|2M|1G, 48-bit aperture, coherent, interrupt
+  // remapping, the x86 MSI window reserved.
   static IommuCaps X86();
 };
 

@@ -443,10 +443,13 @@ const preload::ControlFile* ControlAtPath(const Rewritten& rw) {
 
 // ---------------------------------------------------------------- open
 
+void RefreshTextFile(const Rewritten& rw);  // issue 14 section, at the end of this file
+
 // A PCI function's `config` file is rewritten from the device just before it is opened, so a
 // program that changes config space through VFIO (COMMAND, BARs, MSI) and then reads sysfs sees the
 // change, as on Linux. Reads through an fd opened earlier still see the bytes of their open.
 void RefreshConfigFile(const Rewritten& rw) {
+  RefreshTextFile(rw);
   if (!rw.r.ours || !rw.r.logical || g_forked_child.load()) return;
   const char* slash = strrchr(rw.r.logical, '/');
   if (!slash || strcmp(slash, "/config") != 0) return;
@@ -1190,4 +1193,85 @@ INTERPOSE(long, syscall, (long nr, ...)) {
   long r = real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
   if (nr == SYS_capset && r == 0) vfio::type1::LockedMemory::RefreshLimit();
   return r;
+
+// ================================================================================================
+// Issue 14 (kernel fidelity): files whose text follows the machine, and the locked-memory
+// interposers. Kept together at the end of the file.
+// ================================================================================================
+
+namespace {
+
+// A generated file whose text the backend renders from the machine's current state (intel-iommu's
+// debugfs domain_translation_struct changes with every MAP/UNMAP) is rewritten just before it is
+// opened, like a device's `config`. An fd opened earlier keeps reading the bytes of its open.
+void RefreshTextFile(const Rewritten& rw) {
+  if (!rw.r.ours || !rw.r.logical || g_forked_child.load()) return;
+  if (strcmp(rw.r.logical, preload::kDmarDomainTranslationStruct) != 0) return;
+  ErrnoSaver keep;
+  std::string text;
+  {
+    BusyScope busy;
+    if (!g_backend || !g_backend->CurrentText(rw.r.logical, &text)) return;
+  }
+  int wfd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, rw.r.path, O_WRONLY | O_TRUNC | O_CLOEXEC));
+  if (wfd < 0) return;
+  for (size_t done = 0; done < text.size();) {
+    const long n = syscall(SYS_pwrite64, wfd, text.data() + done, text.size() - done, done);
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  (void)syscall(SYS_close, wfd);
+}
+
+}  // namespace
+
+// ---- the mlock family: one counter with type1's pins (Linux 6.1: mm->locked_vm) -----------------
+// mlock/mlock2 run with the limit lowered by what type1 has pinned (LockedMemory::MlockWithPins),
+// so the kernel's own mlock check counts the pins; every call re-reads the process's mlocked
+// pages for the charges that follow; mlockall records MCL_FUTURE (each new mapping is then locked
+// behind the cache). mlockall's own check on Linux compares the whole address space with the
+// limit, pins or not: it runs as is. (docs/design/0011-locked-memory-accounting.md)
+
+namespace {
+
+struct MlockCall {
+  long nr;
+  uintptr_t addr;
+  size_t len;
+  unsigned flags;
+};
+
+long RawMlock(void* ctx) {
+  const auto* c = static_cast<const MlockCall*>(ctx);
+  return c->nr == SYS_mlock2 ? syscall(SYS_mlock2, c->addr, c->len, c->flags) : syscall(SYS_mlock, c->addr, c->len);
+}
+
+int AfterMlockChange(long r) {
+  ErrnoSaver keep;
+  vfio::type1::LockedMemory::RefreshMlocked();
+  return static_cast<int>(r);
+}
+
+}  // namespace
+
+INTERPOSE(int, mlock, (const void* addr, size_t len)) {
+  MlockCall c{SYS_mlock, reinterpret_cast<uintptr_t>(addr), len, 0};
+  return static_cast<int>(vfio::type1::LockedMemory::MlockWithPins(RawMlock, &c));
+}
+INTERPOSE(int, mlock2, (const void* addr, size_t len, unsigned int flags)) {
+  MlockCall c{SYS_mlock2, reinterpret_cast<uintptr_t>(addr), len, flags};
+  return static_cast<int>(vfio::type1::LockedMemory::MlockWithPins(RawMlock, &c));
+}
+INTERPOSE(int, munlock, (const void* addr, size_t len)) {
+  return AfterMlockChange(syscall(SYS_munlock, addr, len));
+}
+INTERPOSE(int, mlockall, (int flags)) {
+  const long r = syscall(SYS_mlockall, flags);
+  if (r == 0) vfio::type1::LockedMemory::SetMlockFuture(flags & MCL_FUTURE);
+  return AfterMlockChange(r);
+}
+INTERPOSE(int, munlockall, (void)) {
+  const long r = syscall(SYS_munlockall);
+  if (r == 0) vfio::type1::LockedMemory::SetMlockFuture(false);
+  return AfterMlockChange(r);
 }

@@ -377,6 +377,13 @@ vb::Result<GeneratedTree> GenerateSysfsTree(const SysfsDescription& desc, const 
     tree.dev_nodes.push_back({node, makedev(kVfioGroupMajor, minor++), S_IFCHR | 0600});
   }
 
+  // debugfs: intel-iommu's directory (only the file a program reads the page tables from). The
+  // file is empty here; the preload library rewrites it from the machine at each open.
+  if (desc.intel_iommu_debugfs) {
+    TRY(w.File(kDmarDomainTranslationStruct, "", 0444));
+    tree.owned.push_back("/sys/kernel/debug/iommu");
+  }
+
   for (const std::string& r : pci_roots) tree.owned.push_back(r);
   for (const char* p : {"/sys/bus/pci", "/sys/kernel/iommu_groups", "/sys/module/vfio",
                         "/sys/module/vfio_pci", "/sys/module/vfio_pci_core",

@@ -77,7 +77,13 @@ struct SysfsDescription {
   // Groups named by devices but missing here are generated with no reserved regions, type DMA.
   std::vector<IommuGroupDesc> iommu_groups;
   VfioModuleParams vfio;
+  // The machine has a dmar-kind (intel-iommu) unit: serve intel-iommu's debugfs directory with
+  // 6.1's domain_translation_struct (its text comes from the Backend at each open).
+  bool intel_iommu_debugfs = false;
 };
+
+// intel-iommu's debugfs file of every device's translation (Linux 6.1).
+inline constexpr char kDmarDomainTranslationStruct[] = "/sys/kernel/debug/iommu/intel/domain_translation_struct";
 
 // The sysfs files whose writes change the machine (served through preload::SysfsControl).
 enum class ControlKind {

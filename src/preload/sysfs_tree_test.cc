@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -145,6 +146,34 @@ TEST_F(SysfsTreeTest, ControlFilesAreKnownByInode) {
   EXPECT_EQ(c->driver, "e1000e");
   ASSERT_NE(find("/sys/bus/pci/rescan"), nullptr);
   EXPECT_EQ(find("/sys/bus/pci/devices/0000:00:03.0/vendor"), nullptr);
+}
+
+// Issue 14 item 7: a machine with an intel-iommu (dmar-kind) unit gets 6.1's debugfs file, owned
+// by the tree (its text is written at each open by the preload library); one without gets none.
+TEST(SysfsTree, IntelIommuDebugfsFileOnlyWithADmarUnit) {
+  for (bool dmar : {false, true}) {
+    char t[] = "/tmp/vb-sysfs-test-XXXXXX";
+    ASSERT_NE(mkdtemp(t), nullptr);
+    FakeBackend fake;
+    SysfsDescription d = fake.Describe();
+    d.intel_iommu_debugfs = dmar;
+    auto tree = GenerateSysfsTree(d, t);
+    ASSERT_TRUE(tree.has_value()) << tree.error().ToString();
+    struct stat st;
+    const std::string file = std::string(t) + kDmarDomainTranslationStruct;
+    EXPECT_EQ(stat(file.c_str(), &st) == 0, dmar);
+    if (dmar) {
+      EXPECT_EQ(st.st_mode & 07777, 0444u);
+      EXPECT_EQ(st.st_size, 0);
+    }
+    const bool owned = std::find(tree->owned.begin(), tree->owned.end(), "/sys/kernel/debug/iommu") != tree->owned.end();
+    EXPECT_EQ(owned, dmar);
+    PathRewriter rw(*tree);
+    PathRewriter::Buffers b;
+    EXPECT_EQ(rw.Rewrite(kDmarDomainTranslationStruct, &b).ours, dmar);
+    EXPECT_FALSE(rw.Rewrite("/sys/kernel/debug/tracing/trace", &b).ours);
+    RemoveTree(t);
+  }
 }
 
 TEST(SysfsTree, MalformedDescriptionsAnswerEinval) {

@@ -1,3 +1,4 @@
+#include "iommu/dmar_debugfs.h"
 #include "preload/system_backend.h"
 
 #include <linux/mman.h>
@@ -73,6 +74,9 @@ std::unique_ptr<SystemBackend> SystemBackend::Create() {
     return nullptr;
   }
   // The interposers report every address-space, memlock-limit and capability change, so type1's
+  // The program's mlock()ed pages share RLIMIT_MEMLOCK with type1's pins, as mm->locked_vm does
+  // on Linux (docs/design/0011; the mlock interposers keep the count current).
+  vfio::type1::LockedMemory::SetMlockShared(true);
   // user-pointer check caches may be on (docs/design/0007); VFIOBOX_EXACT_CHECKS=1 keeps them off.
   if (const char* exact = std::getenv("VFIOBOX_EXACT_CHECKS"); !exact || std::string_view(exact) != "1") {
     vfio::type1::UserMemory::SetVmaCache(true);
@@ -101,6 +105,12 @@ bool SystemBackend::CurrentConfig(const std::string& device, std::vector<uint8_t
   auto* pci = dynamic_cast<hw::PciDevice*>(dev.get());
   if (!pci) return false;
   *out = pci->ConfigSnapshot();
+  return true;
+}
+
+bool SystemBackend::CurrentText(const std::string& path, std::string* out) {
+  if (path != kDmarDomainTranslationStruct) return false;
+  *out = iommu::DmarDomainTranslationStruct(system_->iommu_core(), system_->machine().PciDevices());
   return true;
 }
 
@@ -169,6 +179,8 @@ SysfsDescription SystemBackend::Describe() {
       gd.reserved.push_back({r.first, r.last, iommu::ReservedRegionTypeName(r.type)});
     d.iommu_groups.push_back(std::move(gd));
   }
+  for (iommu::Iommu* unit : sys.iommu_core().Iommus())
+    d.intel_iommu_debugfs |= unit->caps().kind == iommu::IommuKind::kDmar;
   d.vfio.allow_unsafe_interrupts = sys.type1().options().allow_unsafe_interrupts;
   d.vfio.dma_entry_limit = static_cast<unsigned>(sys.type1().options().dma_entry_limit);
   return d;

@@ -34,6 +34,8 @@ class SystemBackend final : public Backend, public SysfsControl {
   SysfsControl* control() override { return this; }
   int OnWrite(const SysfsWrite& write) override;
   bool CurrentConfig(const std::string& device, std::vector<uint8_t>* out) override;
+  // kDmarDomainTranslationStruct: iommu::DmarDomainTranslationStruct over the machine.
+  bool CurrentText(const std::string& path, std::string* out) override;
 
   // Pinning (ARCHITECTURE "Pinning", vfio::type1::PinnedPages): DMA-mapped pages in the range are
   // moved aside (MADV_REMOVE: copied) before the call, and followed to an mremap's new address.

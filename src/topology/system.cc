@@ -12,6 +12,7 @@ namespace {
 
 iommu::IommuCaps CapsOf(const IommuSpec& s) {
   iommu::IommuCaps caps;
+  caps.kind = s.kind;
   caps.pgsize_bitmap = s.pgsize_bitmap;
   caps.aperture_first = 0;
   caps.aperture_last = (uint64_t{1} << s.address_bits) - 1;

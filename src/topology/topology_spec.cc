@@ -99,10 +99,16 @@ uint8_t Devfn(const json& v, const std::string& where) {
 }
 
 IommuSpec ParseIommu(const json& j, const std::string& w) {
-  OnlyKeys(j, w, {"name", "pgsizes", "address_bits", "coherent", "enforce_cache_coherency", "msi_isolated", "reserved"});
+  OnlyKeys(j, w, {"name", "kind", "pgsizes", "address_bits", "coherent", "enforce_cache_coherency", "msi_isolated", "reserved"});
   IommuSpec s;
   s.name = Str(Field(j, w, "name"), w + "/name");
   if (s.name.empty()) Fail(w + "/name", "empty name");
+  if (j.contains("kind")) {
+    std::string k = Str(j.at("kind"), w + "/kind");
+    if (k == "dmar") s.kind = iommu::IommuKind::kDmar;
+    else if (k == "smmu") s.kind = iommu::IommuKind::kSmmu;
+    else Fail(w + "/kind", "\"" + k + "\" is not one of dmar, smmu");
+  }
   s.pgsize_bitmap = iommu::kPage4K | iommu::kPage2M | iommu::kPage1G;
   if (j.contains("pgsizes")) {
     const json& p = j.at("pgsizes");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hw/pci_types.h"
+#include "iommu/iommu.h"
 
 namespace topology {
 
@@ -21,6 +22,7 @@ struct ReservedSpec {
 
 struct IommuSpec {
   std::string name;
+  iommu::IommuKind kind = iommu::IommuKind::kDmar;  // "kind": "dmar" (default) or "smmu"
   uint64_t pgsize_bitmap = 0;
   unsigned address_bits = 48;
   bool coherent = true;
@@ -41,8 +43,8 @@ struct PciSpec {
   std::optional<uint8_t> secondary_bus;
   bool multifunction = false;
   bool express = true;
-  uint16_t vendor = 0x1b36;
-  uint16_t device = 0x0001;
+  uint16_t vendor = 0x1234;  // vfiobox's generic endpoint ID (docs/topology.md, "Device IDs")
+  uint16_t device = 0x7e50;
   uint32_t class_code = 0xff0000;
   std::optional<std::pair<uint16_t, uint16_t>> acs;  // capability, control
   std::optional<bool> acs_quirk;

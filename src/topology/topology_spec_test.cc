@@ -81,6 +81,21 @@ TEST(TopologySpec, InheritsIommuAndDefaultsPortDriver) {
   EXPECT_EQ(t->pci[2].iommu, "a");
 }
 
+// The IOMMU driver an instance behaves as (docs/design/0010-iommu-driver-quirks.md).
+TEST(TopologySpec, IommuKindDefaultsToDmarAndTheDefaultMachineHasAnSmmu) {
+  ParseError err;
+  auto t = ParseTopology(R"({"iommus":[{"name":"a"},{"name":"b","kind":"smmu"},{"name":"c","kind":"dmar"}],
+    "pci":[{"bdf":"00:01.0","type":"edu"}]})", "t", &err);
+  ASSERT_TRUE(t.has_value()) << err.message;
+  EXPECT_EQ(t->iommus[0].kind, iommu::IommuKind::kDmar);
+  EXPECT_EQ(t->iommus[1].kind, iommu::IommuKind::kSmmu);
+  EXPECT_EQ(t->iommus[2].kind, iommu::IommuKind::kDmar);
+  std::string msg = ErrorOf(R"({"iommus":[{"name":"a","kind":"amd"}],"pci":[]})");
+  EXPECT_NE(msg.find("/iommus/0/kind: \"amd\" is not one of dmar, smmu"), std::string::npos) << msg;
+  for (const IommuSpec& i : DefaultTopology().iommus)
+    EXPECT_EQ(i.kind, i.name == "smmu0" ? iommu::IommuKind::kSmmu : iommu::IommuKind::kDmar) << i.name;
+}
+
 TEST(TopologySpec, SyntaxErrorNamesLineAndColumn) {
   std::string msg = ErrorOf("{\n  \"iommus\": [\n    {\"name\": \"a\",}\n  ]\n}");
   EXPECT_EQ(msg.rfind("t.json:3:", 0), 0u) << msg;

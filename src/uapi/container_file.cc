@@ -25,11 +25,13 @@ namespace t1 = vfio::type1;
 
 long Type1GetInfo(t1::Iommu& iommu, unsigned long arg) {
   constexpr size_t kMinsz = offsetof(vfio_iommu_type1_info, cap_offset);  // end of iova_pgsizes
+  constexpr size_t kCapsz = kMinsz + sizeof(uint32_t);                    // end of cap_offset: 20
   vfio_iommu_type1_info info{};
   if (CopyFromUser(&info, arg, kMinsz) != 0) return -EFAULT;
   if (info.argsz < kMinsz) return -EINVAL;
-  // Copy back only the header bytes the caller declared (as given, before any growth).
-  const size_t copy_back = info.argsz < sizeof(info) ? info.argsz : sizeof(info);
+  // 6.1 copies back 16 bytes, or 20 when the caller's argsz (as given, before any growth) reaches
+  // the end of cap_offset; the 4 bytes of tail padding (20-23) are never written.
+  const size_t copy_back = info.argsz < kCapsz ? kMinsz : kCapsz;
 
   t1::Info in = iommu.GetInfo();
   info.flags = VFIO_IOMMU_INFO_PGSIZES;

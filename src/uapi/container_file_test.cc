@@ -298,5 +298,50 @@ TEST_F(ContainerFileTest, GetInfoCapabilityChainAndArgszGrowRule) {
   EXPECT_EQ(avail->avail, 65534u);
 }
 
+// Issue 14 item 4: type1 GET_INFO copies back 16 bytes, or 20 once argsz reaches the end of
+// cap_offset; the tail padding (20-23) is never written, the chain only when it fits. DIRTY_PAGES
+// GET_BITMAP writes only the bitmap; UNMAP_DMA its 24-byte struct and nothing after it.
+TEST_F(ContainerFileTest, GetInfoAndUnmapWriteOnlyWhat61CopiesBack) {
+  using testing::Ranges;
+  using testing::U32s;
+  using testing::WrittenBytes;
+  Attach();
+  vfio_iommu_type1_info probe{sizeof(probe)};
+  ASSERT_EQ(Ioctl(container, VFIO_IOMMU_GET_INFO, &probe), 0);
+  const uint32_t need = probe.argsz;
+  long r[2];
+  auto get_info = [this](uint8_t* p) { return Ioctl(container, VFIO_IOMMU_GET_INFO, p); };
+  for (uint32_t argsz : {16u, 17u, 18u, 19u, 20u, 21u, 23u, 24u, 25u, 28u, need - 1, need, need + 1, need + 8}) {
+    auto w = WrittenBytes(U32s({argsz}), need + 16, get_info, &r);
+    EXPECT_EQ(r[0], 0);
+    std::string want = argsz < 20 ? "[4,16)" : argsz < need ? "[4,20)" : "[4,20) [24," + std::to_string(need) + ")";
+    EXPECT_EQ(Ranges(w), want) << "argsz " << argsz;
+  }
+  // DIRTY_PAGES GET_BITMAP writes the bitmap only, never its own struct nor past it.
+  void* buf = Buffer(2 * 4096);
+  ASSERT_EQ(Map(0x300000, buf, 2 * 4096), 0);
+  vfio_iommu_type1_dirty_bitmap start{8, VFIO_IOMMU_DIRTY_PAGES_FLAG_START};
+  ASSERT_EQ(Ioctl(container, VFIO_IOMMU_DIRTY_PAGES, &start), 0);
+  uint64_t bits = 0;
+  std::vector<uint8_t> head(8 + sizeof(vfio_iommu_type1_dirty_bitmap_get));
+  vfio_iommu_type1_dirty_bitmap h{static_cast<uint32_t>(head.size() + 8), VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP};
+  vfio_iommu_type1_dirty_bitmap_get g{0x300000, 2 * 4096, {4096, 8, reinterpret_cast<__u64*>(&bits)}};
+  std::memcpy(head.data(), &h, 8);
+  std::memcpy(head.data() + 8, &g, sizeof(g));
+  auto w = WrittenBytes(head, head.size() + 16,
+                        [this](uint8_t* p) { return Ioctl(container, VFIO_IOMMU_DIRTY_PAGES, p); }, &r);
+  EXPECT_EQ(r[0], 0);
+  EXPECT_EQ(r[1], 0);
+  EXPECT_EQ(Ranges(w), "");
+  EXPECT_EQ(bits, 0x3u);
+  auto unmap = [this](uint8_t* p) { return Ioctl(container, VFIO_IOMMU_UNMAP_DMA, p); };
+  for (uint32_t argsz : {24u, 28u, 32u}) {
+    std::vector<uint8_t> head = U32s({argsz, 0, 0x100000, 0, 0x1000, 0});  // iova, size: nothing mapped there
+    auto w = WrittenBytes(head, 40, unmap, &r);
+    EXPECT_EQ(r[0], 0);
+    EXPECT_EQ(Ranges(w), "") << "argsz " << argsz;
+  }
+}
+
 }  // namespace
 }  // namespace uapi

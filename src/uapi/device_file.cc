@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -49,6 +50,8 @@ long DeviceFileObject::Ioctl(unsigned long request, unsigned long arg) {
 }
 
 long DeviceFileObject::Dispatch(unsigned long request, unsigned long arg) {
+  // 6.1's core resumes the device (runtime PM) around every device-fd ioctl, before decoding it.
+  ops().RuntimeResume(dev());
   switch (request) {
     case VFIO_DEVICE_GET_INFO: return GetInfo(arg);
     case VFIO_DEVICE_GET_REGION_INFO: return GetRegionInfo(arg);
@@ -65,11 +68,13 @@ long DeviceFileObject::Dispatch(unsigned long request, unsigned long arg) {
 
 long DeviceFileObject::GetInfo(unsigned long arg) {
   constexpr size_t kMinsz = offsetof(vfio_device_info, cap_offset);  // end of num_irqs: 16
+  constexpr size_t kCapsz = kMinsz + sizeof(uint32_t);               // end of cap_offset: 20
   vfio_device_info info{};
   if (CopyFromUser(&info, arg, kMinsz) != 0) return -EFAULT;
   if (info.argsz < kMinsz) return -EINVAL;
-  // cap_offset is written only for a caller whose argsz covers it (no device caps exist here).
-  const size_t copy_back = info.argsz < sizeof(info) ? info.argsz : sizeof(info);
+  // 6.1 copies back exactly 16 bytes, or 20 (cap_offset included) when argsz reaches the end of
+  // cap_offset: an argsz of 17-19 gets no partial cap_offset (no device caps exist here).
+  const size_t copy_back = info.argsz < kCapsz ? kMinsz : kCapsz;
   vfio::DeviceInfo d = ops().GetInfo(dev());
   info.flags = d.flags;
   info.num_regions = d.num_regions;
@@ -177,12 +182,16 @@ long DeviceFileObject::GetHotResetInfo(unsigned long arg) {
   if (hdr.argsz < kMinsz) return -EINVAL;
   hdr.flags = 0;
   auto deps = ops().GetPciHotResetInfo(dev());
-  if (!deps) return -deps.error().errnum;  // ENODEV (no slot/bus reset), EPERM...: nothing back
+  if (!deps) return -deps.error().errnum;  // ENODEV (no slot/bus reset): nothing back
   const uint64_t n = deps->size();
   if (hdr.argsz < kMinsz + n * sizeof(vfio_pci_dependent_device)) {
     hdr.count = static_cast<uint32_t>(n);
     return CopyToUser(arg, &hdr, kMinsz) ? -EFAULT : -ENOSPC;
   }
+  // The fill fails on a device without an IOMMU group: the header still goes back (flags 0, the
+  // caller's count), with EPERM.
+  if (std::any_of(deps->begin(), deps->end(), [](const auto& d) { return !d.has_group; }))
+    return CopyToUser(arg, &hdr, kMinsz) ? -EFAULT : -EPERM;
   hdr.count = static_cast<uint32_t>(n);
   if (CopyToUser(arg, &hdr, kMinsz) != 0) return -EFAULT;
   std::vector<vfio_pci_dependent_device> out(n);
@@ -230,9 +239,29 @@ long DeviceFileObject::Feature(unsigned long arg) {
   if (!(f.flags & VFIO_DEVICE_FEATURE_PROBE) && (f.flags & VFIO_DEVICE_FEATURE_SET) &&
       (f.flags & VFIO_DEVICE_FEATURE_GET))
     return -EINVAL;
-  // No driver here has migration or DMA-logging ops (core: ENOTTY), and DeviceOps has no feature
-  // hook yet: every other feature answers as vfio-pci does for one it does not know (ENOTTY).
-  return -ENOTTY;
+  const uint32_t index = f.flags & VFIO_DEVICE_FEATURE_MASK;
+  switch (index) {
+    case VFIO_DEVICE_FEATURE_MIGRATION:
+    case VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
+      return -ENOTTY;  // the core's features: no driver here has migration or logging ops
+  }
+  auto sup = ops().Feature(dev(), index);
+  if (!sup) return -sup.error().errnum;
+  // vfio_check_feature: an op the feature lacks, EINVAL; PROBE, 0; neither GET nor SET, EINVAL;
+  // a payload shorter than the feature's, EINVAL.
+  const uint32_t ops_asked = f.flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET);
+  if (((ops_asked & VFIO_DEVICE_FEATURE_GET) && !sup->get) || ((ops_asked & VFIO_DEVICE_FEATURE_SET) && !sup->set))
+    return -EINVAL;
+  if (f.flags & VFIO_DEVICE_FEATURE_PROBE) return 0;
+  if (!ops_asked) return -EINVAL;
+  if (f.argsz - kMinsz < sup->minsz) return -EINVAL;
+  if (ops_asked & VFIO_DEVICE_FEATURE_GET) return -ENOTTY;  // no driver feature here takes GET
+  std::vector<uint8_t> payload(sup->minsz);
+  if (!payload.empty() && CopyFromUser(payload.data(), arg + kMinsz, payload.size()) != 0) return -EFAULT;
+  return Errno(ops().SetFeature(dev(), index, payload));
 }
 
 long DeviceFileObject::Ioeventfd(unsigned long arg) {

@@ -53,6 +53,72 @@ TEST_F(DeviceFileTest, GetInfoRows) {
   EXPECT_EQ(b.canary, 0x77u);
 }
 
+// Issue 14 item 4: every INFO-style device ioctl writes exactly the bytes 6.1 copies back, for
+// argsz values around every field boundary; the rest of the caller's buffer keeps its canary.
+TEST_F(DeviceFileTest, InfoIoctlsWriteOnlyWhat61CopiesBack) {
+  using testing::Ranges;
+  using testing::U32s;
+  using testing::WrittenBytes;
+  auto ioctl_on = [&](unsigned long req) { return [this, req](uint8_t* p) { return Ioctl(dev, req, p); }; };
+  long r[2];
+  // GET_INFO: 16 bytes, or 20 from argsz 20 on (no partial cap_offset, never bytes 20-23).
+  for (uint32_t argsz = 16; argsz <= 32; ++argsz) {
+    auto w = WrittenBytes(U32s({argsz}), 40, ioctl_on(VFIO_DEVICE_GET_INFO), &r);
+    EXPECT_EQ(r[0], 0);
+    EXPECT_EQ(Ranges(w), argsz < 20 ? "[4,16)" : "[4,20)") << "argsz " << argsz;
+  }
+  // GET_REGION_INFO, a region without caps: the 32-byte struct (argsz, index and cap_offset as
+  // the caller passed them), nothing after it. (flags lies in the head here: asserted elsewhere.)
+  for (uint32_t argsz = 32; argsz <= 48; ++argsz) {
+    auto w = WrittenBytes(U32s({argsz, 0, 7}), 64, ioctl_on(VFIO_DEVICE_GET_REGION_INFO), &r);
+    EXPECT_EQ(r[0], 0);
+    EXPECT_EQ(Ranges(w), "[16,32)") << "argsz " << argsz;
+  }
+  // ... and BAR0 with its 8-byte MSIX_MAPPABLE cap: cap_offset := 0 until argsz reaches 40, then
+  // the cap at 32.
+  for (uint32_t argsz = 32; argsz <= 48; ++argsz) {
+    auto w = WrittenBytes(U32s({argsz, 0, 0}), 64, ioctl_on(VFIO_DEVICE_GET_REGION_INFO), &r);
+    EXPECT_EQ(r[0], 0);
+    EXPECT_EQ(Ranges(w), argsz < 40 ? "[12,32)" : "[12,40)") << "argsz " << argsz;
+  }
+  // GET_IRQ_INFO: count (argsz, flags and index are in the head), never more.
+  for (uint32_t argsz = 16; argsz <= 24; ++argsz) {
+    auto w = WrittenBytes(U32s({argsz, 0, 1}), 32, ioctl_on(VFIO_DEVICE_GET_IRQ_INFO), &r);
+    EXPECT_EQ(r[0], 0);
+    EXPECT_EQ(Ranges(w), "[12,16)") << "argsz " << argsz;
+  }
+  // GET_PCI_HOT_RESET_INFO: the 12-byte header (ENOSPC below 12 + 2 * 8), then the entries.
+  for (uint32_t argsz = 12; argsz <= 36; ++argsz) {
+    auto w = WrittenBytes(U32s({argsz}), 40, ioctl_on(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO), &r);
+    EXPECT_EQ(r[0], argsz < 28 ? -ENOSPC : 0) << "argsz " << argsz;
+    EXPECT_EQ(Ranges(w), argsz < 28 ? "[4,12)" : "[4,28)") << "argsz " << argsz;
+  }
+  // DEVICE_FEATURE writes nothing back.
+  for (uint32_t argsz = 8; argsz <= 16; ++argsz) {
+    auto w = WrittenBytes(U32s({argsz, VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET |
+                                           VFIO_DEVICE_FEATURE_LOW_POWER_EXIT}),
+                          24, ioctl_on(VFIO_DEVICE_FEATURE));
+    EXPECT_EQ(Ranges(w), "") << "argsz " << argsz;
+  }
+}
+
+// 6.1 counts the affected devices (ENOSPC, count written) before the fill finds one without an
+// IOMMU group; that EPERM still copies the header back: flags 0, the caller's count.
+TEST_F(DeviceFileTest, HotResetInfoGrouplessDeviceIsEpermAfterEnospc) {
+  fake.hot_reset_groupless = true;
+  vfio_pci_hot_reset_info h{12, 0xff, 0x55};
+  EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, &h), -ENOSPC);
+  EXPECT_EQ(h.count, 2u);
+  EXPECT_EQ(h.flags, 0u);
+  testing::WithTail<vfio_pci_hot_reset_info, vfio_pci_dependent_device, 2> full;
+  std::memset(full.bytes, 0xa5, sizeof(full.bytes));
+  *full.h() = {sizeof(full.bytes), 0xff, 0x55};
+  EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, full.bytes), -EPERM);
+  EXPECT_EQ(full.h()->flags, 0u);
+  EXPECT_EQ(full.h()->count, 0x55u);
+  EXPECT_EQ(full.t()[0].group_id, 0xa5a5a5a5u);  // no entry written
+}
+
 TEST_F(DeviceFileTest, RegionInfoWithoutCapsEchoesArgszAndCapOffset) {
   vfio_region_info r{31, 0, 7};
   EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_GET_REGION_INFO, &r), -EINVAL);
@@ -264,6 +330,20 @@ TEST_F(DeviceFileTest, DeviceFeatureRows) {
   f = {8, 0};
   EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_FEATURE, &f), -ENOTTY);
   EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_FEATURE, 1ul), -EFAULT);
+}
+
+// Issue 14 item 3: 6.1's core answers EINVAL for every non-core feature of a driver without a
+// feature hook (vfio-platform), ENOTTY for the core's own features (no migration/logging ops);
+// a driver with a hook (the fake, vfio-pci-shaped) answers ENOTTY for a feature it lacks, PROBE
+// included.
+TEST_F(DeviceFileTest, DeviceFeatureWithoutADriverHookIsEinval) {
+  Opened p = OpenAll("02:00.0");
+  vfio_device_feature f{8, VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY};
+  EXPECT_EQ(Ioctl(p.device, VFIO_DEVICE_FEATURE, &f), -EINVAL);
+  f.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION;
+  EXPECT_EQ(Ioctl(p.device, VFIO_DEVICE_FEATURE, &f), -ENOTTY);
+  f.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+  EXPECT_EQ(Ioctl(dev, VFIO_DEVICE_FEATURE, &f), -ENOTTY);
 }
 
 TEST_F(DeviceFileTest, IoeventfdRows) {

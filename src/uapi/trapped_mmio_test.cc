@@ -250,6 +250,27 @@ TEST_F(TrappedMmio, MemoryDecodeOffRaisesSigbusUntilSetAgain) {
   Unmap(const_cast<uint32_t*>(bar), kPage);
 }
 
+// 6.1: while the device is in low power (LOW_POWER_ENTRY), a fault on its BAR mapping is a
+// SIGBUS, and does not wake it; LOW_POWER_EXIT brings the registers back.
+TEST_F(TrappedMmio, LowPowerRaisesSigbusUntilExit) {
+  const int edu = OpenDevice("01:00.0");
+  auto* bar = static_cast<volatile uint32_t*>(Map(edu, 0, kPage));
+  ASSERT_NE(bar, MAP_FAILED);
+  auto feature = [&](uint32_t which) {
+    vfio_device_feature f{.argsz = sizeof f, .flags = VFIO_DEVICE_FEATURE_SET | which};
+    return Ioctl(edu, VFIO_DEVICE_FEATURE, &f);
+  };
+  ASSERT_EQ(feature(VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY), 0);
+  uint32_t v = 0;
+  EXPECT_EQ(CatchSignal([&] { v = bar[0]; }), SIGBUS);
+  EXPECT_EQ(t_info.si_addr, const_cast<uint32_t*>(bar));
+  EXPECT_EQ(CatchSignal([&] { v = bar[0]; }), SIGBUS) << "a fault does not wake the device";
+  ASSERT_EQ(feature(VFIO_DEVICE_FEATURE_LOW_POWER_EXIT), 0);
+  EXPECT_EQ(CatchSignal([&] { v = bar[0]; }), 0);
+  EXPECT_EQ(v, 0x010000edu);
+  Unmap(const_cast<uint32_t*>(bar), kPage);
+}
+
 TEST_F(TrappedMmio, StoreThroughAReadOnlyMappingIsSigsegv) {
   const int edu = OpenDevice("01:00.0");
   auto* bar = static_cast<volatile uint32_t*>(Map(edu, 0, kPage, 0, PROT_READ));

@@ -15,6 +15,7 @@
 
 #include <cstring>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "uapi/fd_table.h"
@@ -139,7 +140,10 @@ class FakePciDriver final : public hw::Driver, public vfio::DeviceOps {
   }
   vb::Result<std::vector<vfio::HotResetDependent>> GetPciHotResetInfo(vfio::Device&) override {
     if (hot_reset_errno) return vb::Err(hot_reset_errno, "fake: hot reset");
-    return std::vector<vfio::HotResetDependent>{{1, 0, 1, 0}, {2, 0, 2, 8}};
+    return std::vector<vfio::HotResetDependent>{{1, 0, 1, 0}, {2, 0, 2, 8, !hot_reset_groupless}};
+  }
+  vb::Result<vfio::FeatureSupport> Feature(vfio::Device&, uint32_t) override {
+    return vb::Err(ENOTTY, "fake: no features");
   }
   vb::Result<void> PciHotReset(vfio::Device&, std::span<vfio::GroupFile* const> groups) override {
     hot_reset_groups.assign(groups.begin(), groups.end());
@@ -156,6 +160,7 @@ class FakePciDriver final : public hw::Driver, public vfio::DeviceOps {
   int ioeventfd_calls = 0;
   int resets = 0;
   int hot_reset_errno = 0;
+  bool hot_reset_groupless = false;  // the second affected device has no IOMMU group
   std::vector<vfio::GroupFile*> hot_reset_groups;
 
  private:
@@ -268,6 +273,53 @@ struct GuardPage {
   uint8_t* base;
   uint8_t* edge;
 };
+
+// Which bytes of a user buffer an ioctl writes. The buffer (`len` bytes) is filled with a canary,
+// the first head.size() bytes replaced by `head` (argsz, index...), and `call(buf)` run twice: once
+// over canary 0xA5, once over 0x5A. A byte past the head counts as written unless it holds the
+// canary both times (a byte written with a value equal to one canary is still caught by the other
+// run). Head bytes are reported as not written: their values are the test's to assert. Returns the
+// mask and stores each run's result in *rets.
+template <typename Call>
+std::vector<bool> WrittenBytes(const std::vector<uint8_t>& head, size_t len, Call call,
+                               long (*rets)[2] = nullptr) {
+  std::vector<bool> written(len, false);
+  const uint8_t canaries[2] = {0xa5, 0x5a};
+  std::vector<std::vector<uint8_t>> out;
+  for (int run = 0; run < 2; ++run) {
+    std::vector<uint8_t> buf(len + 8, canaries[run]);  // alignment slack only
+    uint8_t* p = buf.data() + ((8 - reinterpret_cast<uintptr_t>(buf.data()) % 8) % 8);
+    std::memset(p, canaries[run], len);
+    std::memcpy(p, head.data(), head.size());
+    long r = call(p);
+    if (rets) (*rets)[run] = r;
+    out.emplace_back(p, p + len);
+  }
+  for (size_t i = head.size(); i < len; ++i)
+    written[i] = out[0][i] != canaries[0] || out[1][i] != canaries[1];
+  return written;
+}
+
+// The half-open ranges [begin, end) of a written-bytes mask, e.g. "[4,16) [24,40)".
+inline std::string Ranges(const std::vector<bool>& w) {
+  std::string s;
+  for (size_t i = 0; i < w.size();) {
+    if (!w[i]) { ++i; continue; }
+    size_t j = i;
+    while (j < w.size() && w[j]) ++j;
+    s += (s.empty() ? "" : " ") + std::string("[") + std::to_string(i) + "," + std::to_string(j) + ")";
+    i = j;
+  }
+  return s;
+}
+
+// Little-endian bytes of a u32 (argsz, index: the head of most INFO structs).
+inline std::vector<uint8_t> U32s(std::initializer_list<uint32_t> v) {
+  std::vector<uint8_t> b;
+  for (uint32_t x : v)
+    for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(x >> (8 * i)));
+  return b;
+}
 
 // A UAPI struct with a flexible array member followed by its payload, laid out as user space does.
 template <typename H, typename Tail, size_t N = 1>

@@ -8,6 +8,7 @@
 // Flag values are the UAPI's own (<linux/vfio.h>): a driver fills `flags` with VFIO_*_FLAG_* bits.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -70,6 +71,15 @@ struct IoeventfdRequest {
   int32_t fd = -1;
 };
 
+// A driver feature of VFIO_DEVICE_FEATURE (the core's own, migration and DMA logging, are
+// answered above the driver): which of GET and SET it takes and the minimum payload size, for the
+// core's vfio_check_feature rows.
+struct FeatureSupport {
+  bool get = false;
+  bool set = false;
+  size_t minsz = 0;
+};
+
 // Where an mmap of a region lands: a file the UAPI layer maps on the user's behalf.
 struct MmapTarget {
   int fd = -1;            // e.g. the memfd backing a BAR
@@ -85,6 +95,9 @@ struct HotResetDependent {
   uint16_t segment = 0;
   uint8_t bus = 0;
   uint8_t devfn = 0;
+  // False for an affected device without an IOMMU group: 6.1 counts it (ENOSPC comes first) and
+  // fails the fill with EPERM.
+  bool has_group = true;
 };
 
 class DeviceOps {
@@ -130,6 +143,17 @@ class DeviceOps {
   virtual vb::Result<std::vector<HotResetDependent>> GetPciHotResetInfo(Device&) { return vb::Err(ENOTTY, "not pci"); }
   // VFIO_DEVICE_PCI_HOT_RESET with the group files the user passed.
   virtual vb::Result<void> PciHotReset(Device&, std::span<GroupFile* const> groups) { return vb::Err(ENOTTY, "not pci"); }
+  // VFIO_DEVICE_FEATURE `index`, not one of the core's. The default is a driver with no feature
+  // hook (6.1's core then answers EINVAL for every such feature); a driver with one answers
+  // ENOTTY for a feature it does not know or that does not apply to this device.
+  virtual vb::Result<FeatureSupport> Feature(Device&, uint32_t index) { return vb::Err(EINVAL, "no feature hook"); }
+  // SET of a feature Feature() said takes SET; `payload` is its first minsz bytes.
+  virtual vb::Result<void> SetFeature(Device&, uint32_t index, std::span<const uint8_t> payload) {
+    return vb::Err(ENOTTY, "no feature");
+  }
+  // Runtime PM: the VFIO core resumes the device around every device-fd ioctl (6.1:
+  // vfio_device_pm_runtime_get). Drivers without runtime PM have nothing to do.
+  virtual void RuntimeResume(Device&) {}
 };
 
 }  // namespace vfio

@@ -83,7 +83,7 @@ TEST_F(Examples, LsvfioListsGroupsRegionsAndIrqs) {
   EXPECT_NE(o.output.find("0000:01:00.0  driver vfio-pci"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("region CONFIG"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("irq    MSI"), std::string::npos) << o.output;
-  EXPECT_NE(o.output.find("not viable"), std::string::npos) << o.output;  // group 4 has igb bound
+  EXPECT_NE(o.output.find("not viable"), std::string::npos) << o.output;  // group 4 has kernel-dma bound
 }
 
 // Regression: the "--" separator used to reach the program as a trailing argument.

@@ -201,7 +201,7 @@ TEST_F(QemuQmpTest, TestEndpointBarIsMmappedAndPeerToPeerMapped) { RunTestEndpoi
 TEST_F(QemuQmpTest, XNoMmapSendsEveryBarAccessThroughPreadPwrite) { RunTestEndpoint(/*no_mmap=*/true); }
 
 TEST_F(QemuQmpTest, NonViableGroupFailsRealizeWithTheKernelsMessage) {
-  // Group 4 holds 02:00.1 bound to igb: not viable, so QEMU refuses the device.
+  // Group 4 holds 02:00.1 bound to a kernel driver (kernel-dma): not viable, so QEMU refuses the device.
   QemuProcess q({.qemu_args = Machine({"vfio-pci,host=0000:02:00.0,id=hostdev0"})});
   auto status = q.WaitExit(60s);
   ASSERT_TRUE(status.has_value()) << "QEMU should exit when realize fails";

@@ -258,4 +258,73 @@ TEST(vaddr_update_protocol) {
   EXPECT_EQ(unmapped, 2 * VU_PAGE);
 }
 
+/* intel-iommu's debugfs dump of the page tables (Linux 6.1: one file for every device,
+ * /sys/kernel/debug/iommu/intel/domain_translation_struct; 6.8+ has one per device instead): the
+ * device's section lists each mapped IOVA page with the entry at every level, so a test can see
+ * which page size backs a mapping. Fills *e with PML5E..PTE (e[0]..e[4]) and returns 1 when the
+ * section of `bdf` lists `iova`, 0 when it does not, -1 when the device has no section, -2 when
+ * the file lists no device at all (or cannot be read). */
+static int dmar_entries(const char* bdf, uint64_t iova, uint64_t e[5]) {
+  FILE* f = fopen("/sys/kernel/debug/iommu/intel/domain_translation_struct", "r");
+  if (!f) return -2;
+  char line[512], head[64], want[32];
+  snprintf(head, sizeof head, "Device %s @", bdf);
+  snprintf(want, sizeof want, "0x%013llx |", (unsigned long long)(iova >> 12));
+  int in = 0, found = -1, devices = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (!strncmp(line, "Device ", 7)) {
+      ++devices;
+      in = !strncmp(line, head, strlen(head));
+      if (in && found < 0) found = 0;
+      continue;
+    }
+    if (in && !strncmp(line, want, strlen(want))) {
+      unsigned long long v[5] = {0};
+      if (sscanf(line + strlen(want), " 0x%llx 0x%llx 0x%llx 0x%llx 0x%llx", &v[0], &v[1], &v[2], &v[3], &v[4]) == 5) {
+        for (int i = 0; i < 5; ++i) e[i] = v[i];
+        found = 1;
+        break;
+      }
+    }
+  }
+  fclose(f);
+  return devices ? found : -2;
+}
+
+TEST(intel_debugfs_shows_each_mapping_and_its_page_size) {
+  if (access("/sys/kernel/debug/iommu/intel", F_OK) != 0) SKIP("no intel-iommu debugfs");
+  struct vu_device d;
+  CHECK(vu_open_device(&d, vu_bdf, vu_iommu_type) == 0);
+  char* buf = vu_mmap_anon(2 * VU_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+  CHECK(buf != NULL);
+  const uint64_t iova = vu_pick_iova(d.container, 2 * VU_PAGE);
+  CHECK(vu_map(d.container, buf, iova, VU_PAGE, VU_RW) == 0);
+  CHECK(vu_map(d.container, buf + VU_PAGE, iova + VU_PAGE, VU_PAGE, VFIO_DMA_MAP_FLAG_WRITE) == 0);
+  uint64_t e[5] = {0};
+  const int r = dmar_entries(vu_bdf, iova, e);
+  CHECK(r != -2); /* an intel-iommu machine lists its devices (6.1: every one, bridges too) */
+  if (r < 0) SKIP("%s is not behind an intel-iommu unit", vu_bdf);
+  EXPECT_EQ(r, 1);
+  /* A 4 KiB page: a PTE, with the table entries above it; read and write allowed. */
+  EXPECT_EQ(e[4] != 0 && e[3] != 0 && e[2] != 0, 1);
+  EXPECT_EQ(e[4] & 0x3, 0x3);
+  EXPECT_EQ(e[3] & (1u << 7), 0);
+  /* Write-only: 6.1's intel-iommu sets the first-level present bit, which is the read bit. */
+  EXPECT_EQ(dmar_entries(vu_bdf, iova + VU_PAGE, e), 1);
+  EXPECT_EQ(e[4] & 0x3, 0x3);
+  uint64_t unmapped = 0;
+  CHECK(vu_unmap(d.container, iova, 2 * VU_PAGE, 0, &unmapped) == 0);
+  EXPECT_EQ(dmar_entries(vu_bdf, iova, e), 0);
+  /* A 2 MiB hugetlb page (when the system has one) is one PDE with the page-size bit, no PTE. */
+  void* huge = mmap(NULL, 2u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+  if (huge == MAP_FAILED) return;
+  const uint64_t big = (vu_pick_iova(d.container, 4u << 20) + (2u << 20) - 1) & ~((2ull << 20) - 1);
+  CHECK(vu_map(d.container, huge, big, 2u << 20, VU_RW) == 0);
+  EXPECT_EQ(dmar_entries(vu_bdf, big, e), 1);
+  EXPECT_EQ(e[4], 0);
+  EXPECT_EQ((e[3] >> 7) & 1, 1);
+  CHECK(vu_unmap(d.container, big, 2u << 20, 0, &unmapped) == 0);
+  munmap(huge, 2u << 20);
+}
+
 int main(int argc, char** argv) { return vu_main(argc, argv, "0000:01:00.0", 1); }

@@ -263,6 +263,113 @@ TEST(ioeventfd_rows_and_a_signalled_register_write) {
   EXPECT_ERRNO(ioctl(d.device, VFIO_DEVICE_IOEVENTFD, &io), ENODEV);
 }
 
+/* VFIO_DEVICE_FEATURE as 6.1's vfio-pci answers it (kernel-vfio.md §3.3, §6.11): the three
+ * low-power features take SET only (PROBE answers 0 whatever argsz), PCI_VF_TOKEN is ENOTTY on a
+ * function that is no SR-IOV PF, the core's migration and DMA-logging features are ENOTTY
+ * without migration/logging ops, and unknown features ENOTTY. */
+static long feature(int device, uint32_t argsz, uint32_t flags, int32_t payload0) {
+  uint8_t buf[64];
+  memset(buf, 0, sizeof buf);
+  struct vfio_device_feature* f = (struct vfio_device_feature*)buf;
+  f->argsz = argsz;
+  f->flags = flags;
+  memcpy(f->data, &payload0, sizeof payload0);
+  return ioctl(device, VFIO_DEVICE_FEATURE, buf);
+}
+
+TEST(device_feature_rows_as_61_vfio_pci) {
+  struct vu_device d;
+  CHECK(vu_open_device(&d, vu_bdf, vu_iommu_type) == 0);
+  const uint32_t P = VFIO_DEVICE_FEATURE_PROBE, G = VFIO_DEVICE_FEATURE_GET, S = VFIO_DEVICE_FEATURE_SET;
+  const uint32_t low_power[] = {VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+                                VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP};
+  for (int i = 0; i < 3; ++i) {
+    const uint32_t idx = low_power[i];
+    EXPECT_EQ(feature(d.device, 8, P | idx, 0), 0);
+    EXPECT_EQ(feature(d.device, 8, P | S | idx, 0), 0);
+    EXPECT_ERRNO(feature(d.device, 16, P | G | idx, 0), EINVAL);
+    EXPECT_ERRNO(feature(d.device, 16, P | G | S | idx, 0), EINVAL);
+    EXPECT_ERRNO(feature(d.device, 16, G | idx, 0), EINVAL);
+    EXPECT_ERRNO(feature(d.device, 16, idx, 0), EINVAL);
+    EXPECT_ERRNO(feature(d.device, 16, G | S | idx, 0), EINVAL); /* the core's GET&SET row */
+  }
+  /* WITH_WAKEUP's payload: 8 bytes, a non-negative fd that is an eventfd. */
+  const uint32_t W = S | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP;
+  EXPECT_ERRNO(feature(d.device, 15, W, 0), EINVAL);
+  EXPECT_ERRNO(feature(d.device, 16, W, -1), EINVAL);
+  EXPECT_ERRNO(feature(d.device, 16, W, 99999), EBADF);
+  EXPECT_ERRNO(feature(d.device, 16, W, d.container), EINVAL);
+  EXPECT_ERRNO(feature(d.device, 16, P | VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, 0), ENOTTY);
+  EXPECT_ERRNO(feature(d.device, 24, S | VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, 0), ENOTTY);
+  EXPECT_ERRNO(feature(d.device, 8, P | G | VFIO_DEVICE_FEATURE_MIGRATION, 0), ENOTTY);
+  EXPECT_ERRNO(feature(d.device, 16, G | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, 0), ENOTTY);
+  EXPECT_ERRNO(feature(d.device, 8, P | S | VFIO_DEVICE_FEATURE_DMA_LOGGING_START, 0), ENOTTY);
+  EXPECT_ERRNO(feature(d.device, 8, P | S | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, 0), ENOTTY);
+  EXPECT_ERRNO(feature(d.device, 8, P | G | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, 0), ENOTTY);
+  EXPECT_ERRNO(feature(d.device, 8, P | S | 9, 0), ENOTTY);
+  EXPECT_ERRNO(feature(d.device, 8, P | S | VFIO_DEVICE_FEATURE_MASK, 0), ENOTTY);
+}
+
+/* Low power (6.1): ENTRY twice is EINVAL, EXIT is a no-op outside it. Every device ioctl and
+ * every region read/write resumes the device: with a wakeup eventfd that signals it and leaves
+ * low power (so the ioctl that follows may enter again); without one the access is served and the
+ * device stays in low power. */
+static uint64_t efd_count(int efd) {
+  uint64_t v = 0;
+  struct pollfd p = {.fd = efd, .events = POLLIN};
+  if (poll(&p, 1, 0) != 1) return 0;
+  if (read(efd, &v, sizeof v) != sizeof v) return ~0ull;
+  return v;
+}
+
+TEST(low_power_entry_exit_and_the_wakeup_eventfd) {
+  struct vu_device d;
+  CHECK(vu_open_device(&d, vu_bdf, vu_iommu_type) == 0);
+  const uint32_t S = VFIO_DEVICE_FEATURE_SET;
+  const uint32_t ENTRY = S | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, EXIT = S | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+                 WAKE = S | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP;
+  EXPECT_EQ(feature(d.device, 8, EXIT, 0), 0); /* not in low power: no-op */
+  CHECK(feature(d.device, 8, ENTRY, 0) == 0);
+  EXPECT_ERRNO(feature(d.device, 8, ENTRY, 0), EINVAL);
+  const int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  CHECK(efd >= 0);
+  st_defer_close(efd);
+  EXPECT_ERRNO(feature(d.device, 16, WAKE, efd), EINVAL);
+  /* Without a wakeup eventfd a config read is served and the device stays in low power. */
+  uint16_t vendor = 0;
+  CHECK(pread(d.device, &vendor, 2, CONFIG_OFFSET(d)) == 2);
+  EXPECT_EQ(vendor, vu_sysfs_ulong(vu_bdf, "vendor"));
+  EXPECT_ERRNO(feature(d.device, 8, ENTRY, 0), EINVAL);
+  CHECK(feature(d.device, 8, EXIT, 0) == 0);
+  /* With one: entering signals nothing; a region read signals once and leaves low power. */
+  CHECK(feature(d.device, 16, WAKE, efd) == 0);
+  EXPECT_EQ(efd_count(efd), 0);
+  CHECK(pread(d.device, &vendor, 2, CONFIG_OFFSET(d)) == 2);
+  EXPECT_EQ(efd_count(efd), 1);
+  CHECK(pread(d.device, &vendor, 2, CONFIG_OFFSET(d)) == 2);
+  EXPECT_EQ(efd_count(efd), 0);
+  /* Any device ioctl resumes too: GET_INFO signals, and ENTRY is accepted again afterwards. */
+  CHECK(feature(d.device, 16, WAKE, efd) == 0);
+  struct vfio_device_info info = {.argsz = sizeof info};
+  CHECK(ioctl(d.device, VFIO_DEVICE_GET_INFO, &info) == 0);
+  EXPECT_EQ(efd_count(efd), 1);
+  CHECK(feature(d.device, 8, ENTRY, 0) == 0);
+  CHECK(feature(d.device, 8, EXIT, 0) == 0);
+  /* ... even the EXIT that leaves it, and an ENTRY_WITH_WAKEUP made while in it. */
+  CHECK(feature(d.device, 16, WAKE, efd) == 0);
+  CHECK(feature(d.device, 16, WAKE, efd) == 0);
+  EXPECT_EQ(efd_count(efd), 1);
+  CHECK(feature(d.device, 8, EXIT, 0) == 0);
+  EXPECT_EQ(efd_count(efd), 1);
+  /* A read of a region that does not exist, or of 0 bytes, is answered before the resume. */
+  CHECK(feature(d.device, 16, WAKE, efd) == 0);
+  EXPECT_ERRNO(pread(d.device, &vendor, 2, (uint64_t)(VFIO_PCI_NUM_REGIONS + 8) << 40), EINVAL);
+  EXPECT_EQ(pread(d.device, &vendor, 0, CONFIG_OFFSET(d)), 0); /* count 0: answered before too */
+  EXPECT_EQ(efd_count(efd), 0);
+  CHECK(feature(d.device, 8, EXIT, 0) == 0);
+  EXPECT_EQ(efd_count(efd), 1);
+}
+
 TEST(device_fd_open_close_ten_times) {
   struct vu_device d;
   CHECK(vu_open_container(&d, vu_bdf, vu_iommu_type) == 0);

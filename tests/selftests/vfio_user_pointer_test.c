@@ -6,7 +6,9 @@
  * from the effective set, as the kernel skips the check with it) — kernel-vfio.md §5.1, §5.2.
  * SPDX-License-Identifier: Apache-2.0 */
 #include <linux/capability.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "vfio_util.h"
 
@@ -112,6 +114,118 @@ TEST(map_after_lowering_rlimit_memlock_is_enomem) {
   EXPECT_EQ(first_errno, ENOMEM);
   EXPECT_EQ(second_errno, ENOMEM);
   EXPECT_EQ(third, 0);
+}
+
+/* Issue 14 item 1 (kernel-vfio.md §5.2): on 6.1 type1's pins and mlock() raise one counter,
+ * mm->locked_vm. MAP_DMA fails ENOMEM when mlocked + pinned + new > RLIMIT_MEMLOCK, an mlock()
+ * fails ENOMEM when mlocked + pinned + its pages would, munlock()/UNMAP give the room back, and
+ * pages already locked are not counted twice. Everything runs with CAP_IPC_LOCK dropped. */
+static long mapped_errno(int container, void* p, uint64_t iova, uint64_t size) {
+  errno = 0;
+  return vu_map(container, p, iova, size, VU_RW) == 0 ? 0 : errno;
+}
+static long mlock_errno(void* p, size_t len) {
+  errno = 0;
+  return mlock(p, len) == 0 ? 0 : errno;
+}
+
+TEST(mlock_and_map_dma_count_against_one_limit) {
+  struct vu_device d;
+  CHECK(vu_open_container(&d, vu_bdf, vu_iommu_type) == 0);
+  struct rlimit saved;
+  CHECK(getrlimit(RLIMIT_MEMLOCK, &saved) == 0);
+  char* pin = vu_mmap_anon(16 * VU_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+  char* lock = vu_mmap_anon(16 * VU_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+  CHECK(pin != MAP_FAILED && lock != MAP_FAILED);
+  if (set_ipc_lock(0) != 0) SKIP("cannot change capabilities");
+  struct rlimit rl = saved;
+  rl.rlim_cur = 16 * VU_PAGE;
+  int ok = setrlimit(RLIMIT_MEMLOCK, &rl) == 0;
+  long r[12];
+  for (int i = 0; i < 12; ++i) r[i] = -1;
+  if (ok) {
+    r[0] = mapped_errno(d.container, pin, IOVA, 8 * VU_PAGE);                     /* 8 pinned */
+    r[1] = mlock_errno(lock, 12 * VU_PAGE);                                        /* 8 + 12 > 16 */
+    r[2] = mlock_errno(lock, 8 * VU_PAGE);                                         /* 16: fits */
+    r[3] = mlock_errno(lock, 8 * VU_PAGE);                                         /* already locked */
+    r[4] = mapped_errno(d.container, pin + 8 * VU_PAGE, IOVA + 8 * VU_PAGE, VU_PAGE); /* 17 */
+    munlock(lock + 4 * VU_PAGE, 4 * VU_PAGE);                                      /* 4 locked */
+    r[5] = mapped_errno(d.container, pin + 8 * VU_PAGE, IOVA + 8 * VU_PAGE, 4 * VU_PAGE); /* 16 */
+    r[6] = mlock_errno(lock + 8 * VU_PAGE, VU_PAGE);                               /* 17 */
+    uint64_t n = 0;
+    vu_unmap(d.container, IOVA, 8 * VU_PAGE, 0, &n);                               /* 4 pinned */
+    r[7] = mlock_errno(lock + 8 * VU_PAGE, 8 * VU_PAGE);                           /* 16 */
+    r[8] = mapped_errno(d.container, pin, IOVA, VU_PAGE);                           /* 17 */
+    munlockall();                                                                   /* 4 pinned */
+    /* MCL_FUTURE: new mappings are locked (the kernel's own check knows nothing of the pins). */
+    r[9] = mlockall(MCL_FUTURE) == 0 ? 0 : errno;
+    void* future = mmap(NULL, 8 * VU_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    r[10] = mapped_errno(d.container, pin, IOVA, 5 * VU_PAGE);                      /* 4 + 8 + 5 */
+    munlockall();
+    r[11] = mapped_errno(d.container, pin, IOVA, 5 * VU_PAGE);                      /* 4 + 5 */
+    if (future != MAP_FAILED) munmap(future, 8 * VU_PAGE);
+    vu_unmap(d.container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &n);
+  }
+  munlockall();
+  setrlimit(RLIMIT_MEMLOCK, &saved);
+  set_ipc_lock(1);
+  CHECK(ok);
+  EXPECT_EQ(r[0], 0);
+  EXPECT_EQ(r[1], ENOMEM);
+  EXPECT_EQ(r[2], 0);
+  EXPECT_EQ(r[3], 0);
+  EXPECT_EQ(r[4], ENOMEM);
+  EXPECT_EQ(r[5], 0);
+  EXPECT_EQ(r[6], ENOMEM);
+  EXPECT_EQ(r[7], 0);
+  EXPECT_EQ(r[8], ENOMEM);
+  EXPECT_EQ(r[9], 0);
+  EXPECT_EQ(r[10], ENOMEM);
+  EXPECT_EQ(r[11], 0);
+}
+
+/* The capability is the one held at each MAP_DMA: dropped by a raw syscall(SYS_capset), which no
+ * interposer sees, it counts from the next MAP. A read-only MAP_DMA of never-written memory pins
+ * the zero page: free even with a limit of 0; written memory is charged. */
+TEST(raw_capset_drop_and_zero_page_maps) {
+  struct vu_device d;
+  CHECK(vu_open_container(&d, vu_bdf, vu_iommu_type) == 0);
+  struct rlimit saved;
+  CHECK(getrlimit(RLIMIT_MEMLOCK, &saved) == 0);
+  if (set_ipc_lock(1) != 0) SKIP("no CAP_IPC_LOCK");
+  char* p = vu_mmap_anon(8 * VU_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+  CHECK(p != MAP_FAILED);
+  struct rlimit rl = saved;
+  rl.rlim_cur = 0;
+  int ok = setrlimit(RLIMIT_MEMLOCK, &rl) == 0;
+  long r[5] = {-1, -1, -1, -1, -1};
+  uint64_t n = 0;
+  if (ok) {
+    r[0] = mapped_errno(d.container, p, IOVA, 4 * VU_PAGE); /* limit 0, with the capability */
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3];
+    syscall(SYS_capget, &h, c);
+    c[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+    ok = syscall(SYS_capset, &h, c) == 0;
+    r[1] = mapped_errno(d.container, p + 4 * VU_PAGE, IOVA + 4 * VU_PAGE, VU_PAGE);
+    vu_unmap(d.container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &n);
+    char* fresh = vu_mmap_anon(4 * VU_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+    errno = 0;
+    r[2] = vu_map(d.container, fresh, IOVA, 4 * VU_PAGE, VFIO_DMA_MAP_FLAG_READ) == 0 ? 0 : errno;
+    fresh[VU_PAGE] = 1;
+    errno = 0;
+    r[3] = vu_map(d.container, fresh, IOVA + 4 * VU_PAGE, 4 * VU_PAGE, VFIO_DMA_MAP_FLAG_READ) == 0 ? 0 : errno;
+    r[4] = mapped_errno(d.container, fresh + 2 * VU_PAGE, IOVA + 8 * VU_PAGE, VU_PAGE);
+    vu_unmap(d.container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &n);
+  }
+  setrlimit(RLIMIT_MEMLOCK, &saved);
+  set_ipc_lock(1);
+  CHECK(ok);
+  EXPECT_EQ(r[0], 0);
+  EXPECT_EQ(r[1], ENOMEM);
+  EXPECT_EQ(r[2], 0);
+  EXPECT_EQ(r[3], ENOMEM);
+  EXPECT_EQ(r[4], ENOMEM);
 }
 
 int main(int argc, char** argv) { return vu_main(argc, argv, "0000:01:00.0", 1); }

@@ -167,6 +167,7 @@ void VfioPciDevice::DisableIrqsLocked() {
 std::unique_ptr<IoeventfdSet> VfioPciDevice::CloseLocked() {
   // First, as the kernel's disable path does: from here on no ioeventfd of this open writes.
   std::unique_ptr<IoeventfdSet> ioeventfds = std::move(ioeventfds_);
+  LowPowerExitLocked();  // leaves low power without signalling the wakeup eventfd
   DisableIrqsLocked();
   hw_->SetInterruptSink(nullptr);
   router_.Clear();
@@ -178,6 +179,27 @@ std::unique_ptr<IoeventfdSet> VfioPciDevice::CloseLocked() {
   WriteHw(p::kCommand, 2, hw_->command() & ~p::kCommandMaster);
   open_ = false;
   return ioeventfds;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime PM (6.1: vfio_pci_core_pm_entry/_exit, vfio_pci_core_runtime_resume)
+
+vb::Result<void> VfioPciDevice::LowPowerEntryLocked(EventFd wake) {
+  if (pm_engaged_) return vb::Err(EINVAL, "low power: already entered");
+  pm_engaged_ = true;
+  pm_wake_ = std::move(wake);
+  return vb::Ok();
+}
+
+void VfioPciDevice::LowPowerExitLocked() {
+  pm_engaged_ = false;
+  pm_wake_.Reset();
+}
+
+void VfioPciDevice::RuntimeResumeLocked() {
+  if (!pm_engaged_ || !pm_wake_.valid()) return;
+  pm_wake_.Signal();
+  LowPowerExitLocked();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -534,6 +556,7 @@ vb::Result<size_t> VfioPciDevice::ReadLocked(void* buf, size_t count, uint64_t o
   const uint64_t index = offset >> kOffsetShift;
   const uint64_t pos = offset & kOffsetMask;
   if (index >= kNumRegions) return vb::Err(EINVAL, "read: no such region");
+  RuntimeResumeLocked();
   auto* b = static_cast<uint8_t*>(buf);
   if (index == kRegionConfig) return ConfigRwLocked(b, count, pos, false);
   if (index < kRegionRom) return BarRwLocked(static_cast<int>(index), b, count, pos, false);
@@ -545,6 +568,7 @@ vb::Result<size_t> VfioPciDevice::WriteLocked(const void* buf, size_t count, uin
   const uint64_t index = offset >> kOffsetShift;
   const uint64_t pos = offset & kOffsetMask;
   if (index >= kNumRegions) return vb::Err(EINVAL, "write: no such region");
+  RuntimeResumeLocked();
   // The write paths never store through the buffer.
   auto* b = const_cast<uint8_t*>(static_cast<const uint8_t*>(buf));
   if (index == kRegionConfig) return ConfigRwLocked(b, count, pos, true);
@@ -580,6 +604,9 @@ vb::Result<void> VfioPciDevice::MmioAccessLocked(uint64_t offset, void* data, un
     return vb::Ok();
   }
   if (size > b.size - pos) return vb::Err(EINVAL, "mmio: access runs past the BAR");
+  // 6.1's fault handler: SIGBUS while the device is in low power (pm_runtime_engaged), without
+  // waking it (only ioctls and read/write wake it).
+  if (pm_engaged_) return vb::Err(EIO, "mmio: device in low power");
   // The MSI-X table stays the kernel's, as through read/write: all-ones, writes dropped.
   const auto [tbl_lo, tbl_hi] = MsixTableSpan(bar);
   if (pos < tbl_hi && pos + size > tbl_lo) {
@@ -591,6 +618,7 @@ vb::Result<void> VfioPciDevice::MmioAccessLocked(uint64_t offset, void* data, un
 }
 
 bool VfioPciDevice::MmioWriteWideLocked(uint64_t offset, const void* data, unsigned size) const {
+  if (pm_engaged_) return false;  // split: the first piece answers SIGBUS
   const uint64_t index = offset >> kOffsetShift;
   const uint64_t pos = offset & kOffsetMask;
   if (index >= kRegionRom) return false;

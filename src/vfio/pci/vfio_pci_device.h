@@ -1,8 +1,9 @@
 // vfio::pci::VfioPciDevice: vfio-pci's state for one bound PCI function (Linux: struct
 // vfio_pci_core_device): whether it is open, whether a function reset works, the virtual config
 // space, the interrupt mode and the router that turns the device's interrupts into eventfd
-// signals, the ioeventfds registered during this open, and the hardware state saved at open. It implements the typed device-fd operations;
-// the driver (VfioPciDriver) finds it, takes its device set's lock and calls in.
+// signals, the ioeventfds registered during this open, the low-power (runtime PM) state with its
+// wakeup eventfd, and the hardware state saved at open. It implements the typed device-fd
+// operations; the driver (VfioPciDriver) finds it, takes its device set's lock and calls in.
 //
 // Owned by the driver from probe until remove. Locks: every mutable field is guarded by the
 // device set's lock (mu(), kVfioPciDevSet); the InterruptRouter has its own (kIrq) and is the
@@ -23,6 +24,7 @@
 #include "vfio/device.h"
 #include "vfio/device_ops.h"
 #include "vfio/pci/dev_set.h"
+#include "vfio/pci/eventfd.h"
 #include "vfio/pci/interrupt_router.h"
 #include "vfio/pci/ioeventfd_set.h"
 #include "vfio/pci/virtual_config.h"
@@ -104,6 +106,18 @@ class VfioPciDevice {
   // Whether some function-level reset method exists (FLR, PM reset, or a bus reset that hits
   // only this function).
   bool ResetMethodAvailable() const;
+  // ---- runtime PM / low power (6.1's VFIO_DEVICE_FEATURE_LOW_POWER_*) ----
+  // LOW_POWER_ENTRY (no eventfd) or ..._WITH_WAKEUP: the device may runtime-suspend while the
+  // user keeps it open. EINVAL: already engaged.
+  vb::Result<void> LowPowerEntryLocked(EventFd wake) REQUIRES(set_->mu);
+  // LOW_POWER_EXIT: leave low power (a no-op when not engaged); signals nothing.
+  void LowPowerExitLocked() REQUIRES(set_->mu);
+  // The device resumes (every device ioctl, every read/write of a region): with a wakeup eventfd
+  // engaged, signal it and leave low power (6.1's runtime_resume); without one the device only
+  // resumes for the access and suspends again, staying engaged.
+  void RuntimeResumeLocked() REQUIRES(set_->mu);
+  bool low_power_locked() const REQUIRES(set_->mu) { return pm_engaged_; }
+
   // Unregistration request: signal the REQ eventfd.
   void Request() { router_.SignalReq(); }
   // Mmappable BAR: memory (not I/O), backed by shared memory, at least a page.
@@ -145,6 +159,8 @@ class VfioPciDevice {
   InterruptRouter router_;
 
   bool open_ GUARDED_BY(set_->mu) = false;
+  bool pm_engaged_ GUARDED_BY(set_->mu) = false;  // low power entered (Linux pm_runtime_engaged)
+  EventFd pm_wake_ GUARDED_BY(set_->mu);          // the wakeup eventfd of ..._WITH_WAKEUP
   bool reset_works_ GUARDED_BY(set_->mu) = false;
   bool needs_reset_ GUARDED_BY(set_->mu) = false;
   VirtualConfig vconfig_ GUARDED_BY(set_->mu);

@@ -1,6 +1,9 @@
 #include "vfio/pci/vfio_pci_driver.h"
 
+#include <linux/vfio.h>
+
 #include <algorithm>
+#include <cstring>
 
 namespace vfio::pci {
 
@@ -211,6 +214,46 @@ vb::Result<void> VfioPciDriver::Reset(Device& dev) {
   return s.ResetLocked();
 }
 
+// ---- DEVICE_FEATURE, runtime PM (§6.11) ----
+
+vb::Result<FeatureSupport> VfioPciDriver::Feature(Device& dev, uint32_t index) {
+  switch (index) {
+    case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY:
+    case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
+      return FeatureSupport{.get = false, .set = true, .minsz = 0};
+    case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP:
+      return FeatureSupport{.get = false, .set = true, .minsz = sizeof(vfio_device_low_power_entry_with_wakeup)};
+    default:  // PCI_VF_TOKEN (no VF token: not an SR-IOV PF) and unknown features
+      return vb::Err(ENOTTY, "vfio-pci: no such feature for this device");
+  }
+}
+
+vb::Result<void> VfioPciDriver::SetFeature(Device& dev, uint32_t index, std::span<const uint8_t> payload) {
+  VfioPciDevice& s = Get(dev);
+  if (index == VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP) {
+    vfio_device_low_power_entry_with_wakeup entry;
+    if (payload.size() < sizeof(entry)) return vb::Err(EINVAL, "low power: short payload");
+    std::memcpy(&entry, payload.data(), sizeof(entry));
+    if (entry.wakeup_eventfd < 0) return vb::Err(EINVAL, "low power: negative wakeup eventfd");
+    EventFd wake = TRY(EventFd::FromUserFd(entry.wakeup_eventfd));
+    vb::MutexLock l(s.mu());
+    return s.LowPowerEntryLocked(std::move(wake));
+  }
+  vb::MutexLock l(s.mu());
+  if (index == VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY) return s.LowPowerEntryLocked(EventFd{});
+  if (index == VFIO_DEVICE_FEATURE_LOW_POWER_EXIT) {
+    s.LowPowerExitLocked();
+    return vb::Ok();
+  }
+  return vb::Err(ENOTTY, "vfio-pci: no such feature");
+}
+
+void VfioPciDriver::RuntimeResume(Device& dev) {
+  VfioPciDevice& s = Get(dev);
+  vb::MutexLock l(s.mu());
+  s.RuntimeResumeLocked();
+}
+
 // ---- hot reset (§6.9) ----
 
 vb::Result<std::vector<HotResetDependent>> VfioPciDriver::GetPciHotResetInfo(Device& dev) {
@@ -220,11 +263,11 @@ vb::Result<std::vector<HotResetDependent>> VfioPciDriver::GetPciHotResetInfo(Dev
   out.reserve(affected.size());
   for (hw::PciDevice* d : affected) {
     vb::RefPtr<iommu::Group> g = vfio_.iommu_core().GroupOf(*d);
-    if (!g) return vb::Err(EPERM, "hot reset info: an affected device has no IOMMU group");
-    out.push_back(HotResetDependent{.group_id = static_cast<uint32_t>(g->id()),
+    out.push_back(HotResetDependent{.group_id = g ? static_cast<uint32_t>(g->id()) : 0,
                                     .segment = d->address().domain,
                                     .bus = d->address().bus,
-                                    .devfn = d->address().devfn});
+                                    .devfn = d->address().devfn,
+                                    .has_group = g != nullptr});
   }
   return out;
 }

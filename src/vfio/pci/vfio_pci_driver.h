@@ -4,7 +4,8 @@
 // until every user handle is closed while REQ is signalled. As DeviceOps it answers the device fd:
 // regions (BARs, ROM, config, VGA) at index << 40, config space virtualization, INTx/MSI/MSI-X/
 // ERR/REQ on eventfds, ioeventfds (BAR writes on an eventfd signal), function reset and bus (hot)
-// reset. Like every VFIO driver it manages DMA itself.
+// reset, and 6.1's runtime-PM features (LOW_POWER_ENTRY[_WITH_WAKEUP], LOW_POWER_EXIT). Like
+// every VFIO driver it manages DMA itself.
 //
 // Bus mastering is the user's job, as on real hardware: SET_IRQS enables MSI/MSI-X in the
 // function's capability, but a message (or a DMA) only goes out once the user has set the bus
@@ -53,11 +54,20 @@ class VfioPciDriver final : public hw::Driver, public DeviceOps {
   bool MmioWriteWide(Device& dev, uint64_t offset, const void* data, unsigned size) override;
   vb::Result<void> Ioeventfd(Device& dev, const IoeventfdRequest& req) override;
   vb::Result<void> Reset(Device& dev) override;
-  // ENODEV: no bus reset possible (root bus); EPERM: an affected device has no IOMMU group.
+  // ENODEV: no bus reset possible (root bus). An affected device without an IOMMU group is listed
+  // with has_group false (the UAPI layer answers EPERM after its ENOSPC check, as 6.1 does).
   vb::Result<std::vector<HotResetDependent>> GetPciHotResetInfo(Device& dev) override;
   // ENODEV as above; EINVAL: no groups, more groups than affected devices, an affected device not
   // in this device's set (not bound to vfio-pci), or a set member in none of the groups.
   vb::Result<void> PciHotReset(Device& dev, std::span<GroupFile* const> groups) override;
+  // 6.1's vfio-pci features: LOW_POWER_ENTRY, LOW_POWER_EXIT (SET only, no payload),
+  // LOW_POWER_ENTRY_WITH_WAKEUP (SET only, 8 bytes); PCI_VF_TOKEN and everything else ENOTTY (no
+  // function here is an SR-IOV PF, so none has a VF token).
+  vb::Result<FeatureSupport> Feature(Device& dev, uint32_t index) override;
+  // ENTRY(_WITH_WAKEUP): EINVAL if already in low power; WITH_WAKEUP: EINVAL for a negative fd,
+  // EBADF for one not open, EINVAL for one that is not an eventfd.
+  vb::Result<void> SetFeature(Device& dev, uint32_t index, std::span<const uint8_t> payload) override;
+  void RuntimeResume(Device& dev) override;
 
   vb::RefPtr<Device> VfioDeviceOf(const hw::Device& dev) const EXCLUDES(mu_);
   // The driver's state for a bound function (tests and benchmarks), or null.

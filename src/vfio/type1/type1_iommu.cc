@@ -261,12 +261,20 @@ void Iommu::DetachGroup(iommu::Group& group) {
   if (rebuilt.has_value()) iovas_ = std::move(*rebuilt);
 }
 
+// 6.1 pins a mapping without WRITE without FOLL_WRITE: never-written anonymous pages resolve to
+// the shared zero page, a reserved page that is not charged. A mapping with WRITE is charged whole.
+uint64_t Iommu::PinChargeBytes(const Dma& dma) {
+  if (dma.prot & kProtWrite) return dma.size;
+  auto bytes = UserMemory::ReadOnlyPinChargeBytes(dma.vaddr, dma.size);
+  return bytes.has_value() ? *bytes : dma.size;
+}
+
 vb::Result<void> Iommu::PinAndMapLocked(Dma& dma) {
   // A vaddr in a device's BAR mapping (peer-to-peer): 6.1 pins the PFNs of a VM_PFNMAP vma and
   // charges nothing for them.
   const bool mmio = UserMemory::IsDeviceMmio(dma.vaddr, dma.size);
   if (!mmio) TRY(UserMemory::CheckRange(dma.vaddr, dma.size, dma.prot & kProtWrite));
-  const uint64_t charge = mmio ? 0 : dma.size;
+  const uint64_t charge = mmio ? 0 : PinChargeBytes(dma);
   TRY(account_.Charge(charge));
   dma.pinned = dma.vaddr;
   size_t done = 0;
@@ -308,13 +316,14 @@ vb::Result<void> Iommu::ReplayLocked(iommu::Domain& domain) {
         undo();
         return r;
       }
-      if (auto r = account_.Charge(dma.size); !r.has_value()) {
+      const uint64_t charge = PinChargeBytes(dma);
+      if (auto r = account_.Charge(charge); !r.has_value()) {
         undo();
         return r;
       }
       dma.pinned = dma.vaddr;
       dma.relocated.clear();
-      dma.locked_bytes = dma.size;
+      dma.locked_bytes = charge;
       dma.account = &account_;
       dma.iommu_mapped = true;
       pinned_now.push_back(&dma);
@@ -622,9 +631,11 @@ std::string Iommu::CheckInvariantsForTest() const {
       VB_BAD("record %#lx: dirty bitmap %d while tracking %d", d.iova, d.dirty != nullptr, dirty_tracking_);
     if (d.iommu_mapped != !domains_.empty())
       VB_BAD("record %#lx: iommu_mapped %d with %zu domains", d.iova, d.iommu_mapped, domains_.size());
+    // Pinned records are charged whole with WRITE; without it, all but their zero pages.
     const uint64_t want_locked = d.iommu_mapped ? d.size : 0;
-    if (d.locked_bytes != want_locked)
-      VB_BAD("record %#lx: locked %#lx, expected %#lx", d.iova, d.locked_bytes, want_locked);
+    const bool locked_ok = (d.prot & kProtWrite) || !d.iommu_mapped ? d.locked_bytes == want_locked
+                                                                     : d.locked_bytes <= want_locked;
+    if (!locked_ok) VB_BAD("record %#lx: locked %#lx, expected %#lx", d.iova, d.locked_bytes, want_locked);
     if (d.locked_bytes && d.account != &account_) VB_BAD("record %#lx: charged to another account", d.iova);
     if (!d.iommu_mapped) continue;
     mapped_total += d.size;

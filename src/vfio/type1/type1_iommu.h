@@ -140,6 +140,9 @@ class Iommu final : public BackendInstance {
   DomainRec* FindDomainLocked(const iommu::Group& group) REQUIRES(mu_);
   // Pins (checks and charges) and maps one record into every domain; all or nothing.
   vb::Result<void> PinAndMapLocked(Dma& dma) REQUIRES(mu_);
+  // What pinning `dma` charges: its size, or for a mapping without WRITE the pages that are not
+  // the zero page (UserMemory::ReadOnlyPinChargeBytes).
+  static uint64_t PinChargeBytes(const Dma& dma);
   // Maps every record into a new domain (pinning those never pinned); all or nothing.
   vb::Result<void> ReplayLocked(iommu::Domain& domain) REQUIRES(mu_);
   // Unmaps [begin, end) from every domain, unpins and erases them; one epoch grace period for the

@@ -224,6 +224,49 @@ TEST_F(Type1, MemlockLimitGivesEnomemAndMemoryMappedTwiceIsChargedTwice) {
   EXPECT_EQ(acct.locked_bytes(), before);
 }
 
+// Issue 14 item 1, 6.1: a MAP_DMA without WRITE pins never-written anonymous memory as the shared
+// zero page, which is not charged — even with no room left under the limit — while the same
+// memory mapped with WRITE, or written before a read-only map, is charged.
+TEST_F(Type1, ReadOnlyMapOfNeverWrittenMemoryPinsTheUnchargedZeroPage) {
+  auto a = AttachNew("01:00.0");
+  Iommu& t1 = Type1Of(*a.container);
+  const uint64_t len = 8 * 4096;
+  auto* fresh = static_cast<uint8_t*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(fresh, MAP_FAILED);
+  auto map = [&](uint64_t iova, uint32_t flags, uint64_t size) {
+    return t1.MapDma(MapRequest{flags, reinterpret_cast<uint64_t>(fresh), iova, size});
+  };
+  LockedMemory& acct = LockedMemory::ForProcess();
+  const uint64_t before = acct.locked_bytes();
+  {
+    testing::ScopedMemlockLimit limit(before + LockedMemory::MlockedPages() * 4096);  // no room
+    ASSERT_TRUE(map(0x900000, kMapFlagRead, len).has_value());
+    EXPECT_EQ(acct.locked_bytes(), before);
+    (void)*static_cast<volatile uint8_t*>(fresh + 4096);  // read: still the zero page
+    ASSERT_TRUE(map(0xa00000, kMapFlagRead, len).has_value()) << "the same pages twice, both uncharged";
+    EXPECT_EQ(acct.locked_bytes(), before);
+    // With WRITE the pin faults real pages in: charged. (Like the kernel's pin, the failed
+    // attempt leaves them behind, so it maps another never-written buffer.)
+    auto* other = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(other, MAP_FAILED);
+    EXPECT_EQ(vb::ErrnoOf(t1.MapDma(MapRequest{kMapFlagRead | kMapFlagWrite, reinterpret_cast<uint64_t>(other),
+                                               0xb00000, len})),
+              ENOMEM);
+    munmap(other, len);
+    fresh[2 * 4096] = 1;  // written: a real page
+    EXPECT_EQ(vb::ErrnoOf(map(0xb00000, kMapFlagRead, len)), ENOMEM);
+    EXPECT_EQ(t1.mapping_count(), 2u);
+  }
+  {
+    testing::ScopedMemlockLimit limit(before + (LockedMemory::MlockedPages() + 1) * 4096);  // one page
+    ASSERT_TRUE(map(0xb00000, kMapFlagRead, len).has_value());
+    EXPECT_EQ(acct.locked_bytes(), before + 4096) << "only the written page is charged";
+  }
+  ASSERT_TRUE(t1.UnmapDma(UnmapRequest{kUnmapFlagAll, 0, 0}).has_value());
+  EXPECT_EQ(acct.locked_bytes(), before);
+  munmap(fresh, len);
+}
+
 TEST_F(Type1, MapErrnoRowsThroughTheBackend) {
   auto a = AttachNew("01:00.0");
   Iommu& t1 = Type1Of(*a.container);

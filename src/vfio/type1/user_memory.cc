@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -58,6 +59,7 @@ bool ParseHex(const std::string& s, size_t& i, uint64_t& v) {
 struct Vma {
   uint64_t start = 0, end = 0;  // [start, end)
   bool read = false, write = false;
+  bool anon_private = false;  // private, no backing inode: a read fault maps the zero page
 };
 
 // Reads /proc/self/maps into `out` (sorted by address, as the kernel prints it).
@@ -74,6 +76,17 @@ vb::Result<void> ReadVmas(std::vector<Vma>& out) {
     if (!ok) return vb::Err(EIO, "user range: unparsable /proc/self/maps");
     v.read = maps[i + 1] == 'r';
     v.write = maps[i + 2] == 'w';
+    // "start-end perms offset dev inode path": private and inode 0 (heap, stack, anonymous).
+    if (i + 4 < maps.size() && maps[i + 4] == 'p') {
+      size_t f = i + 5;
+      for (int field = 0; field < 3 && f < line_end; ++field) {  // offset, dev, inode
+        while (f < line_end && maps[f] == ' ') ++f;
+        size_t e = f;
+        while (e < line_end && maps[e] != ' ') ++e;
+        if (field == 2) v.anon_private = maps.compare(f, e - f, "0") == 0;
+        f = e;
+      }
+    }
     out.push_back(v);
     i = line_end + 1;
   }
@@ -171,6 +184,93 @@ vb::Result<void> UserMemory::CheckRange(uint64_t vaddr, uint64_t size, bool writ
     if (errno == ENOMEM || errno == EFAULT) return vb::Err(EFAULT, "user range: not mapped");
   }
   return CheckRangeByMaps(vaddr, size, write);
+}
+
+namespace {
+
+constexpr uint64_t kPmPresent = 1ull << 63;
+constexpr uint64_t kPmSwap = 1ull << 62;
+constexpr uint64_t kPmFile = 1ull << 61;
+constexpr uint64_t kPmExclusive = 1ull << 56;
+constexpr uint64_t kPmPfnMask = (1ull << 55) - 1;
+
+// Reads the pagemap entries of [first_page, first_page + count) into out (raw syscalls).
+bool ReadPagemap(int fd, uint64_t first_page, uint64_t count, uint64_t* out) {
+  uint64_t done = 0;
+  while (done < count) {
+    const long n = syscall(SYS_pread64, fd, out + done, (count - done) * sizeof(uint64_t),
+                           static_cast<off_t>((first_page + done) * sizeof(uint64_t)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || n % sizeof(uint64_t)) return false;
+    done += static_cast<uint64_t>(n) / sizeof(uint64_t);
+  }
+  return true;
+}
+
+// The zero page's PFN as pagemap shows it (0: PFNs are hidden from this process).
+uint64_t ZeroPfn(int fd) {
+  static std::atomic<uint64_t> cached{~0ull};
+  uint64_t pfn = cached.load(std::memory_order_acquire);
+  if (pfn != ~0ull) return pfn;
+  const long page = getpagesize();
+  void* p = reinterpret_cast<void*>(syscall(SYS_mmap, nullptr, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  pfn = 0;
+  if (p != MAP_FAILED) {
+    (void)*static_cast<volatile const char*>(p);  // a read fault: the zero page
+    uint64_t e = 0;
+    if (ReadPagemap(fd, reinterpret_cast<uintptr_t>(p) / page, 1, &e) && (e & kPmPresent)) pfn = e & kPmPfnMask;
+    syscall(SYS_munmap, p, page);
+  }
+  cached.store(pfn, std::memory_order_release);
+  return pfn;
+}
+
+}  // namespace
+
+vb::Result<uint64_t> UserMemory::ReadOnlyPinChargeBytes(uint64_t vaddr, uint64_t size) {
+  if (size == 0) return uint64_t{0};
+  const uint64_t page = static_cast<uint64_t>(getpagesize());
+  const uint64_t first = vaddr / page, last = (vaddr + size - 1) / page;
+  const int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (fd < 0) return vb::Err(EIO, "pin charge: /proc/self/pagemap");
+  const uint64_t zero_pfn = ZeroPfn(fd);
+  uint64_t charged = 0;
+  std::vector<uint64_t> absent;  // pages not present yet (decided by their VMA)
+  constexpr uint64_t kChunk = 65536;  // entries per pread (512 KiB)
+  std::vector<uint64_t> e(std::min<uint64_t>(kChunk, last - first + 1));
+  bool ok = true;
+  for (uint64_t p = first; ok && p <= last; p += kChunk) {
+    const uint64_t n = std::min<uint64_t>(kChunk, last - p + 1);
+    if (!(ok = ReadPagemap(fd, p, n, e.data()))) break;
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t v = e[i];
+      bool zero;
+      if (v & kPmPresent) {
+        const uint64_t pfn = v & kPmPfnMask;
+        zero = pfn != 0 && zero_pfn != 0 ? pfn == zero_pfn : !(v & (kPmFile | kPmExclusive));
+      } else if (v & kPmSwap) {
+        zero = false;  // swapped-out data comes back in a real page
+      } else {
+        absent.push_back(p + i);
+        continue;
+      }
+      if (!zero) ++charged;
+    }
+  }
+  syscall(SYS_close, fd);
+  if (!ok) return vb::Err(EIO, "pin charge: pagemap read");
+  if (!absent.empty()) {
+    // Never touched: a private anonymous VMA maps the zero page on the pin's read fault; anything
+    // else (shared memory, files, hugetlb) allocates or reads a real page.
+    std::vector<Vma> vmas;
+    TRY(ReadVmas(vmas));
+    for (uint64_t pg : absent) {
+      const uint64_t a = pg * page;
+      auto it = std::upper_bound(vmas.begin(), vmas.end(), a, [](uint64_t x, const Vma& v) { return x < v.end; });
+      if (it == vmas.end() || it->start > a || !it->anon_private) ++charged;
+    }
+  }
+  return charged * page;
 }
 
 bool UserMemory::AccessOk(uint64_t addr, uint64_t size) {

@@ -13,6 +13,7 @@
 // generation that whoever changes the address space must bump (InvalidateVmaCache: the preload
 // library's mmap/munmap/mprotect/mremap interposers, or the embedder); a hit costs no syscall
 // (docs/design/0007-user-pointer-checks.md). Off by default: then every check is exact.
+// ReadOnlyPinChargeBytes tells which pages of a read-only pin are the zero page (not charged).
 //
 // Locks: the latest snapshot is guarded by a process-wide mutex (LockRank::kLeaf), taken only on a
 // miss; each thread keeps a reference to the snapshot it last used, so a hit takes no lock. The
@@ -48,6 +49,17 @@ class UserMemory {
   // The same decision made only from /proc/self/maps (never faults pages in). Exposed for tests
   // and for callers that must not populate. Errors: EFAULT as above; EIO if maps cannot be read.
   static vb::Result<void> CheckRangeByMaps(uint64_t vaddr, uint64_t size, bool write);
+
+  // The bytes a long-term pin *without* FOLL_WRITE (a MAP_DMA without WRITE) of the checked range
+  // [vaddr, vaddr + size) charges on 6.1: every page except those that resolve to the shared zero
+  // page — anonymous private memory never written (not present yet, or read-faulted to the zero
+  // page) — which is a reserved page, never charged (reference §5.2; 6.12 faults real pages in).
+  // Read from /proc/self/pagemap (open + one pread per 512 KiB of entries + close) and, only when
+  // some page is not present yet, /proc/self/maps. The zero page is known by its PFN when pagemap
+  // shows PFNs (CAP_SYS_ADMIN); otherwise as a present page neither file-backed nor exclusively
+  // mapped, which also takes in a written page shared copy-on-write with a forked child (charged
+  // by the kernel): documented limit. EIO when pagemap cannot be read (the caller charges all).
+  static vb::Result<uint64_t> ReadOnlyPinChargeBytes(uint64_t vaddr, uint64_t size);
 
   // The kernel's access_ok(): [addr, addr + size) lies in the user address space. It says nothing
   // about whether the memory is mapped (a NULL pointer passes). Used where 6.1 answers EINVAL for
