@@ -1193,6 +1193,7 @@ INTERPOSE(long, syscall, (long nr, ...)) {
   long r = real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
   if (nr == SYS_capset && r == 0) vfio::type1::LockedMemory::RefreshLimit();
   return r;
+}
 
 // ================================================================================================
 // Issue 14 (kernel fidelity): files whose text follows the machine, and the locked-memory

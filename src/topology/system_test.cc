@@ -49,7 +49,7 @@ TEST(System, DefaultMachineGroupsAreExactlyWhatLinuxWouldForm) {
 // Issue 14 item 6: no function of the default machine carries a real device's vendor:device that
 // vfiobox does not implement (a driver matching it, e.g. DPDK's igb or virtio PMD, would bind to
 // a device with no behaviour). Allowed: what vfiobox implements (the edu as QEMU has it, the test
-// endpoint, the generic bridges and ports whose IDs drivers never match on) and vfiobox's own
+// endpoint, the I/OAT engine, the generic bridges and ports whose IDs drivers never match on) and vfiobox's own
 // block 1234:7e50-7e5f (docs/topology.md, "Device IDs").
 TEST(System, DefaultMachineCarriesNoImpostorIds) {
   std::string err;
@@ -61,18 +61,22 @@ TEST(System, DefaultMachineCarriesNoImpostorIds) {
       {"0000:00:00.0", 0x00081b36},  // QEMU's generic PCIe host bridge
       {"0000:00:01.0", 0x000c1b36}, {"0000:00:02.0", 0x000c1b36}, {"0000:00:03.0", 0x000c1b36},
       {"0000:00:04.0", 0x000c1b36}, {"0000:00:05.0", 0x000c1b36},  // generic root ports
+      {"0000:00:06.0", 0x000c1b36},
       {"0000:01:00.0", 0x11e81234},  // the edu
       {"0000:02:00.0", 0x7e511234}, {"0000:02:00.1", 0x7e511234},  // vfiobox stand-ins
       {"0000:03:00.0", 0x000e1b36},  // generic PCIe-to-PCI bridge
       {"0000:04:01.0", 0x7e521234}, {"0000:04:02.0", 0x7e531234},  // vfiobox stand-ins
       {"0000:05:00.0", 0x8232104c}, {"0000:06:00.0", 0x8233104c},  // switch ports (x3130 as QEMU)
       {"0000:07:00.0", 0x7e571234}, {"0000:08:00.0", 0x7e571234},  // the test endpoint
+      {"0000:09:00.0", 0x20218086},  // Intel I/OAT CBDMA (SKX): implemented (devices/ioat.h)
   };
   EXPECT_EQ(ids, expected);
   for (auto& [name, id] : ids) {
     const uint16_t vendor = id & 0xffff, device = id >> 16;
-    // Real endpoint IDs drivers claim (Intel, virtio) are never used.
-    EXPECT_NE(vendor, 0x8086) << name;
+    // Real endpoint IDs drivers claim (Intel, virtio) are used only by devices vfiobox implements.
+    if (vendor == 0x8086) {
+      EXPECT_EQ(device, 0x2021) << name;
+    }
     EXPECT_NE(vendor, 0x1af4) << name;
     if (vendor == 0x1234) {
       EXPECT_TRUE(device == 0x11e8 || (device & 0xfff0) == 0x7e50) << name;
