@@ -14,7 +14,9 @@
 // model); the pgd shown is the frame of the top table. A unit of 39 address bits walks 3 levels (PML4E printed 0), 48 bits 4.
 //
 // (6.8 and later print one such file per device, /sys/kernel/debug/iommu/intel/<bdf>/, and omit
-// the zero PDE/PTE columns below a superpage; a 6.12 personality would serve that instead.)
+// the zero PDE/PTE columns below a superpage. vfiobox serves those per-device files too, with this
+// text for the one device, because the kernel's VFIO selftests read them: a difference from 6.1
+// that only root can see, in debugfs, never through VFIO.)
 //
 // Stateless. Takes each group's lock, then each page table's writer lock, while it prints that
 // domain.

@@ -1207,7 +1207,9 @@ namespace {
 // opened, like a device's `config`. An fd opened earlier keeps reading the bytes of its open.
 void RefreshTextFile(const Rewritten& rw) {
   if (!rw.r.ours || !rw.r.logical || g_forked_child.load()) return;
-  if (strcmp(rw.r.logical, preload::kDmarDomainTranslationStruct) != 0) return;
+  if (strcmp(rw.r.logical, preload::kDmarDomainTranslationStruct) != 0 &&
+      preload::DmarDebugfsDeviceOf(rw.r.logical).empty())
+    return;
   ErrnoSaver keep;
   std::string text;
   {

@@ -381,6 +381,8 @@ vb::Result<GeneratedTree> GenerateSysfsTree(const SysfsDescription& desc, const 
   // file is empty here; the preload library rewrites it from the machine at each open.
   if (desc.intel_iommu_debugfs) {
     TRY(w.File(kDmarDomainTranslationStruct, "", 0444));
+    for (const std::string& bdf : desc.intel_iommu_devices)
+      TRY(w.File(std::string(kDmarDebugfsDir) + bdf + "/domain_translation_struct", "", 0444));
     tree.owned.push_back("/sys/kernel/debug/iommu");
   }
 
@@ -393,6 +395,14 @@ vb::Result<GeneratedTree> GenerateSysfsTree(const SysfsDescription& desc, const 
   if (stat(root.c_str(), &st) != 0) return vb::Err(errno, "sysfs: stat root");
   tree.dev = st.st_dev;
   return tree;
+}
+
+std::string DmarDebugfsDeviceOf(const std::string& path) {
+  constexpr std::string_view kDir = kDmarDebugfsDir, kFile = "/domain_translation_struct";
+  const std::string_view p(path);
+  if (p.size() <= kDir.size() + kFile.size() || !p.starts_with(kDir) || !p.ends_with(kFile)) return "";
+  const std::string_view bdf = p.substr(kDir.size(), p.size() - kDir.size() - kFile.size());
+  return bdf.empty() || bdf.find('/') != std::string_view::npos ? "" : std::string(bdf);
 }
 
 void RemoveTree(const std::string& root) {

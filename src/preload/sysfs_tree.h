@@ -80,10 +80,17 @@ struct SysfsDescription {
   // The machine has a dmar-kind (intel-iommu) unit: serve intel-iommu's debugfs directory with
   // 6.1's domain_translation_struct (its text comes from the Backend at each open).
   bool intel_iommu_debugfs = false;
+  // ...and the functions behind a dmar-kind unit, each with its own directory there holding its
+  // domain_translation_struct (the layout of Linux 6.8+, which the kernel's VFIO selftests read;
+  // vfiobox serves both, see docs/design/0010-iommu-driver-quirks.md).
+  std::vector<std::string> intel_iommu_devices;
 };
 
 // intel-iommu's debugfs file of every device's translation (Linux 6.1).
 inline constexpr char kDmarDomainTranslationStruct[] = "/sys/kernel/debug/iommu/intel/domain_translation_struct";
+inline constexpr char kDmarDebugfsDir[] = "/sys/kernel/debug/iommu/intel/";
+// The BDF of a per-device domain_translation_struct path ("" if `path` is not one).
+std::string DmarDebugfsDeviceOf(const std::string& path);
 
 // The sysfs files whose writes change the machine (served through preload::SysfsControl).
 enum class ControlKind {

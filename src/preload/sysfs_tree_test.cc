@@ -242,3 +242,19 @@ TEST(FakeBackendControl, BindFollowsTheDriverCoreRules) {
 
 }  // namespace
 }  // namespace preload
+
+namespace preload {
+namespace {
+
+// The per-device debugfs files (6.8+ layout, what the kernel's VFIO selftests open) are named by
+// their BDF; nothing else is one.
+TEST(SysfsTree, DmarDebugfsDeviceOfNamesOnlyPerDeviceFiles) {
+  EXPECT_EQ(DmarDebugfsDeviceOf("/sys/kernel/debug/iommu/intel/0000:09:00.0/domain_translation_struct"), "0000:09:00.0");
+  EXPECT_EQ(DmarDebugfsDeviceOf(kDmarDomainTranslationStruct), "");
+  EXPECT_EQ(DmarDebugfsDeviceOf("/sys/kernel/debug/iommu/intel//domain_translation_struct"), "");
+  EXPECT_EQ(DmarDebugfsDeviceOf("/sys/kernel/debug/iommu/intel/a/b/domain_translation_struct"), "");
+  EXPECT_EQ(DmarDebugfsDeviceOf("/sys/kernel/debug/iommu/intel/0000:09:00.0/other"), "");
+}
+
+}  // namespace
+}  // namespace preload

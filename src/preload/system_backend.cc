@@ -109,8 +109,18 @@ bool SystemBackend::CurrentConfig(const std::string& device, std::vector<uint8_t
 }
 
 bool SystemBackend::CurrentText(const std::string& path, std::string* out) {
-  if (path != kDmarDomainTranslationStruct) return false;
-  *out = iommu::DmarDomainTranslationStruct(system_->iommu_core(), system_->machine().PciDevices());
+  if (path == kDmarDomainTranslationStruct) {
+    *out = iommu::DmarDomainTranslationStruct(system_->iommu_core(), system_->machine().PciDevices());
+    return true;
+  }
+  // One device's file (6.8+ layout): the same text, for that device's domain only.
+  const std::string bdf = DmarDebugfsDeviceOf(path);
+  if (bdf.empty()) return false;
+  std::vector<vb::RefPtr<hw::PciDevice>> one;
+  for (auto& d : system_->machine().PciDevices())
+    if (d->name() == bdf) one.push_back(d);
+  if (one.empty()) return false;
+  *out = iommu::DmarDomainTranslationStruct(system_->iommu_core(), one);
   return true;
 }
 
@@ -181,6 +191,10 @@ SysfsDescription SystemBackend::Describe() {
   }
   for (iommu::Iommu* unit : sys.iommu_core().Iommus())
     d.intel_iommu_debugfs |= unit->caps().kind == iommu::IommuKind::kDmar;
+  for (auto& dev : sys.machine().PciDevices()) {
+    iommu::Iommu* unit = sys.iommu_core().IommuOf(*dev);
+    if (unit && unit->caps().kind == iommu::IommuKind::kDmar) d.intel_iommu_devices.push_back(dev->name());
+  }
   d.vfio.allow_unsafe_interrupts = sys.type1().options().allow_unsafe_interrupts;
   d.vfio.dma_entry_limit = static_cast<unsigned>(sys.type1().options().dma_entry_limit);
   return d;
