@@ -84,6 +84,7 @@ vb::Result<vb::RefPtr<Ioat>> Ioat::Create(hw::PciAddress address, const IoatOpti
     cs.SetW1c(kCfgChanErrInt, 4, 0xffffffff);
     cs.SetWritable(kCfgChanErrMskInt, 4, 0xffffffff);
     cs.SetWritable(kCfgChanErrSevInt, 4, 0xffffffff);
+    dev->SaveResetStateLocked();  // or an FLR would restore them read-only
   }
   return dev;
 }

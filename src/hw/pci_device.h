@@ -211,6 +211,10 @@ class PciDevice : public Device {
   };
 
   ConfigSpace& config_locked() REQUIRES(state_mu_) { return config_; }
+  // Takes the config space as it is now (bytes and write masks) as the power-on state that a
+  // function reset restores: a model that declares registers in config_locked() after its
+  // capabilities calls this, or the first FLR turns those registers read-only.
+  void SaveResetStateLocked() REQUIRES(state_mu_);
   void RaiseIntxLocked() REQUIRES(state_mu_);
   void LowerIntxLocked() REQUIRES(state_mu_);
   void SignalMsiLocked(uint32_t vector) REQUIRES(state_mu_);
@@ -252,7 +256,6 @@ class PciDevice : public Device {
   void DeliverMsiLocked(uint32_t vector) REQUIRES(state_mu_);
   void DeliverMsixLocked(uint32_t vector) REQUIRES(state_mu_);
   void ResetMsixTableLocked() REQUIRES(state_mu_);
-  void SaveResetStateLocked() REQUIRES(state_mu_);
   void FunctionResetLocked() REQUIRES(state_mu_);
   uint8_t ComputeSubordinateBus() const;
   uint32_t MsiMaskOffset() const;
