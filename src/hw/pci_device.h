@@ -230,6 +230,8 @@ class PciDevice : public Device {
   // (EFAULT with a fault recorded and nothing written on a translation miss).
   vb::Result<void> DmaReadLocked(uint64_t iova, void* dst, size_t len) REQUIRES(state_mu_);
   vb::Result<void> DmaWriteLocked(uint64_t iova, const void* src, size_t len) REQUIRES(state_mu_);
+  // Memory to memory, gated the same way (DmaPort::Copy: ENOTSUP means use Read and Write).
+  vb::Result<void> DmaCopyLocked(uint64_t src, uint64_t dst, size_t len, DmaAccess* failed) REQUIRES(state_mu_);
 
   // Hooks for models.
   virtual void OnConfigWriteLocked(uint32_t offset, unsigned size) REQUIRES(state_mu_) {}
