@@ -12,8 +12,9 @@ pkgs=(build-essential cmake ninja-build pkg-config libzydis-dev
 case "$preset" in
   asan|tsan|thread-safety) pkgs+=(clang-19 libclang-rt-19-dev lld-19) ;;
   # The QEMU tests (tests/qemu): QEMU itself, and what the guest test builds its initramfs from;
-  # clang-19 for the clang builds of tests/mmio/mmio_forms.c.
-  default) pkgs+=(qemu-system-x86 busybox-static cpio xz-utils clang-19) ;;
+  # clang-19 for the clang builds of tests/mmio/mmio_forms.c; dpdk-test (in dpdk-dev) and DPDK's
+  # ioat PMD for tests/dpdk.
+  default) pkgs+=(qemu-system-x86 busybox-static cpio xz-utils clang-19 dpdk-dev librte-dma-ioat23) ;;
 esac
 
 missing=()

@@ -84,6 +84,7 @@ vb::Result<vb::RefPtr<Ioat>> Ioat::Create(hw::PciAddress address, const IoatOpti
     cs.SetW1c(kCfgChanErrInt, 4, 0xffffffff);
     cs.SetWritable(kCfgChanErrMskInt, 4, 0xffffffff);
     cs.SetWritable(kCfgChanErrSevInt, 4, 0xffffffff);
+    dev->SaveResetStateLocked();  // or an FLR would restore them read-only
   }
   return dev;
 }
@@ -388,8 +389,14 @@ bool Ioat::ProcessDescriptorLocked(uint64_t* cost) {
 uint32_t Ioat::CopyLocked(uint64_t src, uint64_t dst, uint64_t size) {
   for (uint64_t off = 0; off < size;) {
     const uint64_t n = std::min(size - off, kChunkBytes);
-    if (!DmaReadLocked(src + off, bounce_.get(), n).has_value()) return kErrReadData;
-    if (!DmaWriteLocked(dst + off, bounce_.get(), n).has_value()) return kErrWriteData;
+    hw::DmaAccess failed;
+    auto r = DmaCopyLocked(src + off, dst + off, n, &failed);
+    if (!r.has_value()) {
+      if (r.error().errnum != ENOTSUP) return failed == hw::DmaAccess::kRead ? kErrReadData : kErrWriteData;
+      // A source in many host pieces: through the bounce buffer.
+      if (!DmaReadLocked(src + off, bounce_.get(), n).has_value()) return kErrReadData;
+      if (!DmaWriteLocked(dst + off, bounce_.get(), n).has_value()) return kErrWriteData;
+    }
     off += n;
   }
   return 0;

@@ -53,8 +53,10 @@
 // (one at a time per channel). The task processes descriptors under the state lock, in slices of
 // at most kSliceBytes of data (or kSliceDescriptors descriptors), then releases the lock and
 // posts itself again, so register polls, resets and other devices' work interleave with a long
-// storm. Per descriptor: fetch (DMA read), check, move the data through the DmaPort in chunks of
-// kChunkBytes via a bounce buffer, write back CHANCMP if compl_write (address | state: ACTIVE if
+// storm. Per descriptor: fetch (DMA read), check, move the data in chunks of kChunkBytes, each
+// straight from host page to host page (DmaPort::Copy: source then destination checked before a
+// byte moves; through the bounce buffer only for a source in many host pieces; fill always
+// through it), write back CHANCMP if compl_write (address | state: ACTIVE if
 // more is queued, else DONE), update CHANSTS, then raise the interrupt if int_en. A reset, abort,
 // FLR or surprise removal bumps the channel epoch: a queued task of an older epoch does nothing.
 //

@@ -802,6 +802,19 @@ TEST_F(IoatTest, FunctionLevelResetRestoresEverything) {
   EXPECT_EQ(Sts(), Ioat::kStsHalted);
   EXPECT_EQ(R(Ioat::kRegChanCmp, 8), 0u);
   EXPECT_EQ(Cfg(Ioat::kCfgChanErrInt), 0u);
+  // The error registers keep their kinds across the reset (VFIO resets at every open): RW1C
+  // CHANERR_INT latches and clears, the masks take writes.
+  ASSERT_TRUE(dev_->ConfigWrite(Ioat::kCfgChanErrMskInt, 4, 0x300).has_value());
+  EXPECT_EQ(Cfg(Ioat::kCfgChanErrMskInt), 0x300u);
+  ASSERT_TRUE(dev_->ConfigWrite(Ioat::kCfgChanErrMskInt, 4, 0).has_value());
+  ASSERT_TRUE(dev_->ConfigWrite(Ioat::kCfgDmaUncErrSev, 4, 0x10).has_value());
+  EXPECT_EQ(Cfg(Ioat::kCfgDmaUncErrSev), 0x10u);
+  W(Ioat::kRegChainAddr, 8, 0x5000);
+  W(Ioat::kRegDmaCount, 2, 1);
+  Drain();
+  EXPECT_EQ(Cfg(Ioat::kCfgChanErrInt), Ioat::kErrChainAddrValue);
+  ASSERT_TRUE(dev_->ConfigWrite(Ioat::kCfgChanErrInt, 4, Ioat::kErrChainAddrValue).has_value());
+  EXPECT_EQ(Cfg(Ioat::kCfgChanErrInt), 0u);
 }
 
 TEST_F(IoatTest, SurpriseRemovalStopsTheEngine) {

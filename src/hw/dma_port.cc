@@ -2,6 +2,7 @@
 
 #include "faults/trap_map.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/checked.h"
@@ -14,7 +15,6 @@ namespace {
 constexpr uint64_t kCachePage = 1ull << DmaPort::kCachePageShift;
 constexpr uint64_t AccessBit(DmaAccess a) { return static_cast<uint64_t>(a); }
 // Segments remembered between the check pass and the copy pass; longer transfers re-translate.
-constexpr int kMaxSegments = 8;
 
 }  // namespace
 
@@ -176,6 +176,43 @@ vb::Result<void> DmaPort::Write(uint64_t iova, const void* src, size_t len) {
   auto* in = static_cast<const uint8_t*>(src);
   return Transfer<DmaAccess::kWrite>(iova, len, [in](uint8_t* host, uint64_t off, uint64_t n) {
     std::memcpy(host, in + off, n);
+  });
+}
+
+vb::Result<void> DmaPort::Copy(uint64_t src, uint64_t dst, size_t len, DmaAccess* failed) {
+  if (failed) *failed = DmaAccess::kRead;
+  if (len == 0) return vb::Ok();
+  if (!vb::CheckedAdd(src, len - 1) || !vb::CheckedAdd(dst, len - 1)) return vb::Err(EINVAL, "dma: range wraps");
+  // One read section over both transfers: the source's host pages stay valid until the
+  // destination's copy has used them.
+  vb::EpochReadSection section;
+  struct {
+    const uint8_t* host;
+    uint64_t length;
+  } segs[kMaxSegments];  // deliberately uninitialized: only [0, nsegs) is read
+  int nsegs = 0;
+  bool overflow = false;
+  // The read transfer checks every source page before calling back; the callback only records.
+  TRY(Transfer<DmaAccess::kRead>(src, len, [&](uint8_t* host, uint64_t, uint64_t n) {
+    if (nsegs < kMaxSegments) segs[nsegs++] = {host, n};
+    else overflow = true;
+  }));
+  if (overflow) return vb::Err(ENOTSUP, "dma: copy source in too many pieces");
+  if (failed) *failed = DmaAccess::kWrite;
+  int si = 0;
+  uint64_t in_seg = 0;
+  return Transfer<DmaAccess::kWrite>(dst, len, [&](uint8_t* host, uint64_t, uint64_t n) {
+    // Destination pieces come in order; walk the source pieces alongside.
+    for (uint64_t done = 0; done < n;) {
+      const uint64_t k = std::min(n - done, segs[si].length - in_seg);
+      std::memmove(host + done, segs[si].host + in_seg, k);
+      done += k;
+      in_seg += k;
+      if (in_seg == segs[si].length) {
+        ++si;
+        in_seg = 0;
+      }
+    }
   });
 }
 

@@ -35,6 +35,14 @@ class DmaPort {
   // Device writes memory: src → [iova, iova+len). Same errors; nothing is written on a miss.
   vb::Result<void> Write(uint64_t iova, const void* src, size_t len);
 
+  // Device copies memory to memory, [src, src+len) → [dst, dst+len), straight between the host
+  // pages (no buffer in between; each host piece is moved with memmove). The source is translated
+  // and checked first, then the destination, before any byte moves: on a miss EFAULT with one
+  // fault recorded and nothing written, and *failed (if given) says which side missed. EINVAL if a
+  // range wraps, ENODEV if disconnected. ENOTSUP, with nothing written, when the source lies in
+  // more than kMaxSegments host pieces: the caller moves it with Read and Write instead.
+  vb::Result<void> Copy(uint64_t src, uint64_t dst, size_t len, DmaAccess* failed = nullptr);
+
   // Installed by the IOMMU layer. Passing nullptr blocks all DMA. The caller must run
   // Epoch::Synchronize() before freeing the previous translation.
   void SetTranslation(const DmaTranslation* t) {
@@ -48,6 +56,7 @@ class DmaPort {
   // Cache hits since construction (tests, benchmarks; may undercount when threads race).
   uint64_t cache_hits_for_test() const { return cache_hits_.load(std::memory_order_relaxed); }
 
+  static constexpr int kMaxSegments = 8;  // host pieces remembered between a transfer's passes
   static constexpr unsigned kCacheEntries = 32;
   static constexpr unsigned kCachePageShift = 12;
 

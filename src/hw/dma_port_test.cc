@@ -196,6 +196,51 @@ TEST_F(DmaPortTest, MissOnTheLastPageFaultsOnceAndWritesNothing) {
   port().SetTranslation(nullptr);
 }
 
+TEST_F(DmaPortTest, CopyMovesHostToHostAndChecksBothSidesFirst) {
+  TestTranslation t;
+  // Source iova pages 0..2 → host pages 30, 29, 28 (three pieces), destination pages 8..10 → 40..42
+  // (one piece); page 11 is read-only, page 12 unmapped.
+  for (int i = 0; i < 3; ++i) t.Map(i, host(30 - i), true, true);
+  for (int i = 0; i < 3; ++i) t.Map(8 + i, host(40 + i), true, true);
+  t.Map(11, host(43), true, false);
+  port().SetTranslation(&t);
+  const uint64_t len = 2 * kPage + 100;
+  std::vector<uint8_t> want(len);
+  for (uint64_t k = 0; k < len; ++k) want[k] = host(30 - int((50 + k) / kPage))[(50 + k) % kPage];
+  DmaAccess failed = DmaAccess::kWrite;
+  ASSERT_TRUE(port().Copy(50, 8 * kPage + 9, len, &failed));
+  EXPECT_EQ(std::memcmp(host(40) + 9, want.data(), len), 0);
+  // A source miss (page 12) and a destination that is read-only (page 11): nothing written,
+  // one fault each, and the side named.
+  const std::vector<uint8_t> before(mem_);
+  EXPECT_EQ(vb::ErrnoOf(port().Copy(11 * kPage, 8 * kPage, 2 * kPage, &failed)), EFAULT);
+  EXPECT_EQ(failed, DmaAccess::kRead);
+  EXPECT_EQ(vb::ErrnoOf(port().Copy(0, 10 * kPage, 2 * kPage, &failed)), EFAULT);
+  EXPECT_EQ(failed, DmaAccess::kWrite);
+  EXPECT_EQ(mem_, before);
+  auto f = sink_.faults();
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].iova, 12 * kPage);
+  EXPECT_EQ(f[0].access, DmaAccess::kRead);
+  EXPECT_EQ(f[1].iova, 11 * kPage);
+  EXPECT_EQ(f[1].reason, DmaFaultReason::kPermission);
+  EXPECT_EQ(vb::ErrnoOf(port().Copy(~0ull - 2, 0, 8, &failed)), EINVAL);
+  port().SetTranslation(nullptr);
+}
+
+TEST_F(DmaPortTest, CopyOfASourceInTooManyPiecesIsEnotsupAndWritesNothing) {
+  TestTranslation t;
+  for (int i = 0; i < 12; ++i) t.Map(i, host(30 - i), true, true);  // 12 pieces
+  for (int i = 0; i < 12; ++i) t.Map(16 + i, host(40 + i), true, true);
+  port().SetTranslation(&t);
+  const std::vector<uint8_t> before(mem_);
+  DmaAccess failed;
+  EXPECT_EQ(vb::ErrnoOf(port().Copy(0, 16 * kPage, 12 * kPage, &failed)), ENOTSUP);
+  EXPECT_EQ(mem_, before);
+  EXPECT_TRUE(sink_.faults().empty());
+  port().SetTranslation(nullptr);
+}
+
 TEST_F(DmaPortTest, WriteToReadOnlyPageIsAPermissionFault) {
   TestTranslation t;
   t.Map(0, host(0), true, false);

@@ -622,6 +622,13 @@ vb::Result<void> PciDevice::DmaWriteLocked(uint64_t iova, const void* src, size_
   return dma().Write(iova, src, len);
 }
 
+vb::Result<void> PciDevice::DmaCopyLocked(uint64_t src, uint64_t dst, size_t len, DmaAccess* failed) {
+  *failed = DmaAccess::kRead;
+  if (disconnected()) return vb::Err(ENODEV, "dma: device disconnected");
+  if (!bus_master_locked()) return vb::Err(EIO, "dma: bus master disabled");
+  return dma().Copy(src, dst, len, failed);
+}
+
 void PciDevice::FunctionResetLocked() {
   config_ = reset_config_;
   ResetMsixTableLocked();

@@ -214,6 +214,10 @@ class PciDevice : public Device {
   };
 
   ConfigSpace& config_locked() REQUIRES(state_mu_) { return config_; }
+  // Takes the config space as it is now (bytes and write masks) as the power-on state that a
+  // function reset restores: a model that declares registers in config_locked() after its
+  // capabilities calls this, or the first FLR turns those registers read-only.
+  void SaveResetStateLocked() REQUIRES(state_mu_);
   void RaiseIntxLocked() REQUIRES(state_mu_);
   void LowerIntxLocked() REQUIRES(state_mu_);
   void SignalMsiLocked(uint32_t vector) REQUIRES(state_mu_);
@@ -229,6 +233,8 @@ class PciDevice : public Device {
   // (EFAULT with a fault recorded and nothing written on a translation miss).
   vb::Result<void> DmaReadLocked(uint64_t iova, void* dst, size_t len) REQUIRES(state_mu_);
   vb::Result<void> DmaWriteLocked(uint64_t iova, const void* src, size_t len) REQUIRES(state_mu_);
+  // Memory to memory, gated the same way (DmaPort::Copy: ENOTSUP means use Read and Write).
+  vb::Result<void> DmaCopyLocked(uint64_t src, uint64_t dst, size_t len, DmaAccess* failed) REQUIRES(state_mu_);
 
   // Hooks for models.
   virtual void OnConfigWriteLocked(uint32_t offset, unsigned size) REQUIRES(state_mu_) {}
@@ -255,7 +261,6 @@ class PciDevice : public Device {
   void DeliverMsiLocked(uint32_t vector) REQUIRES(state_mu_);
   void DeliverMsixLocked(uint32_t vector) REQUIRES(state_mu_);
   void ResetMsixTableLocked() REQUIRES(state_mu_);
-  void SaveResetStateLocked() REQUIRES(state_mu_);
   void FunctionResetLocked() REQUIRES(state_mu_);
   uint8_t ComputeSubordinateBus() const;
   uint32_t MsiMaskOffset() const;
