@@ -717,7 +717,7 @@ void OpMmio(FuzzedDataProvider& p, Input& in) {
   const unsigned width = 1u << p.ConsumeIntegralInRange<int>(0, 3);
   const uint64_t at = p.ConsumeIntegralInRange<uint64_t>(0, m.length - width);
   const uint64_t region_off = (m.offset & ((uint64_t{1} << 40) - 1)) + at;
-  const bool registers = faults::TrapMap::Global().Find(reinterpret_cast<uint64_t>(m.addr) + at);
+  const bool registers = static_cast<bool>(faults::TrapMap::Global().Find(reinterpret_cast<uint64_t>(m.addr) + at));
   const bool window = m.test_endpoint && (m.offset >> 40) == 2 &&
                       region_off >= devices::TestEndpoint::kScratchWindow &&
                       region_off + width <= devices::TestEndpoint::kScratchWindow + devices::TestEndpoint::kScratchWindowSize;
