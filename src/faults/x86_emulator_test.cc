@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -876,7 +878,11 @@ TEST(EmulatorFuzz, RandomInstructionBytes) {
   std::mt19937_64 rng(20240601);
   int done = 0;
   FakeBus bus;
-  for (int iter = 0; iter < 300000; ++iter) {
+  // 300,000 sequences; VB_STRESS_SCALE scales it down in the sanitizer builds (at least 10,000).
+  const char* scale_env = std::getenv("VB_STRESS_SCALE");
+  const double scale = scale_env && *scale_env ? std::atof(scale_env) : 1.0;
+  const int iterations = std::max(10000, static_cast<int>(300000 * scale));
+  for (int iter = 0; iter < iterations; ++iter) {
     Frame f(iter % 17 != 0);
     for (int r = 0; r < 16; ++r) {
       uint64_t v = rng();
