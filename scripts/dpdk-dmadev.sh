@@ -11,9 +11,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 vfiobox=${VB_VFIOBOX:-build/default/vfiobox}
 [[ -x $vfiobox ]] || { echo "dpdk-dmadev: no $vfiobox (build vfiobox first)" >&2; exit 1; }
-if ! command -v dpdk-test >/dev/null || ! dpkg-query -W -f='${Status}' librte-dma-ioat23 2>/dev/null | grep -q "ok installed"; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends dpdk-dev librte-dma-ioat23 >/dev/null
-fi
+bash scripts/install-missing.sh --tag dpdk-dmadev dpdk-dev librte-dma-ioat23
 exec bash tests/dpdk/dmadev_autotest.sh "$vfiobox"

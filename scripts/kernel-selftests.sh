@@ -68,16 +68,7 @@ stamp() { echo "kernel-selftests: $*"; }
 
 # ------------------------------------------------------------------ 1. packages
 pkgs=(gcc make libc6-dev uuid-dev xz-utils)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  stamp "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/install-missing.sh --tag kernel-selftests "${pkgs[@]}"
 if ((build_vfiobox)); then
   bash scripts/setup.sh default >/dev/null
 fi

@@ -17,16 +17,7 @@ case "$preset" in
   default) pkgs+=(qemu-system-x86 busybox-static cpio xz-utils clang-19 dpdk-dev librte-dma-ioat23) ;;
 esac
 
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/install-missing.sh "${pkgs[@]}"
 
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset"
