@@ -681,27 +681,6 @@ void OpRegionRw(FuzzedDataProvider& p, Input& in) {
   CHECK(r >= 0 || r == -EINVAL || r == -EFAULT || r == -EIO || r == -ENODEV || r == -ENOMEM, std::to_string(r));
 }
 
-void OpMmap(FuzzedDataProvider& p, Input& in) {
-  int dfd = Pick(p, FdsOf<uapi::DeviceFileObject>(in));
-  if (dfd < 0) return;
-  const uint64_t index = p.ConsumeIntegralInRange<uint64_t>(0, 9);
-  const uint64_t off = p.ConsumeBool() ? kPage * p.ConsumeIntegralInRange<uint64_t>(0, 4) : p.ConsumeIntegral<uint32_t>();
-  const size_t len = p.ConsumeBool() ? kPage * p.ConsumeIntegralInRange<size_t>(1, 8) : p.ConsumeIntegral<uint32_t>();
-  const int flags = p.ConsumeIntegralInRange<int>(0, 3) ? MAP_SHARED : MAP_PRIVATE;
-  const int prot = p.ConsumeBool() ? PROT_READ : PROT_READ | PROT_WRITE;
-  int err = 0;
-  void* a = Obj(dfd)->Mmap(nullptr, len, prot, flags, static_cast<off_t>((index << 40) + off), &err);
-  if (a == MAP_FAILED) {
-    CHECK(err == EINVAL || err == ENOMEM || err == ENODEV || err == EIO || err == EACCES, std::to_string(err));
-    return;
-  }
-  CHECK(err == 0);
-  const std::string& name = static_cast<uapi::DeviceFileObject*>(Obj(dfd).get())->device_file().device().name();
-  bool ep = false;
-  for (const auto& k : kDevices) ep |= k.replug == Kind::kTestEndpoint && name == k.name;
-  in.maps.push_back(Input::Map{a, len, (index << 40) + off, ep});
-}
-
 // Loads and stores through a region mapping, as a driver makes them: on register pages each one
 // is trapped and emulated (one device access of its width), on memory pages it is memory. With
 // memory decode off, or a device removed by surprise, the answer is the kernel's: SIGBUS (caught
@@ -750,6 +729,30 @@ void OpMmio(FuzzedDataProvider& p, Input& in) {
   faults::FaultDispatcher::ProgramSigaction(SIGBUS, &old, nullptr);
   // Only a trapped access can be a bus error (decode off); memory pages never are.
   CHECK(!bus_error || registers, "SIGBUS from a memory page");
+}
+
+void OpMmap(FuzzedDataProvider& p, Input& in) {
+  int dfd = Pick(p, FdsOf<uapi::DeviceFileObject>(in));
+  if (dfd < 0) return;
+  const uint64_t index = p.ConsumeIntegralInRange<uint64_t>(0, 9);
+  const uint64_t off = p.ConsumeBool() ? kPage * p.ConsumeIntegralInRange<uint64_t>(0, 4) : p.ConsumeIntegral<uint32_t>();
+  const size_t len = p.ConsumeBool() ? kPage * p.ConsumeIntegralInRange<size_t>(1, 8) : p.ConsumeIntegral<uint32_t>();
+  const int flags = p.ConsumeIntegralInRange<int>(0, 3) ? MAP_SHARED : MAP_PRIVATE;
+  const int prot = p.ConsumeBool() ? PROT_READ : PROT_READ | PROT_WRITE;
+  int err = 0;
+  void* a = Obj(dfd)->Mmap(nullptr, len, prot, flags, static_cast<off_t>((index << 40) + off), &err);
+  if (a == MAP_FAILED) {
+    CHECK(err == EINVAL || err == ENOMEM || err == ENODEV || err == EIO || err == EACCES, std::to_string(err));
+    return;
+  }
+  CHECK(err == 0);
+  const std::string& name = static_cast<uapi::DeviceFileObject*>(Obj(dfd).get())->device_file().device().name();
+  bool ep = false;
+  for (const auto& k : kDevices) ep |= k.replug == Kind::kTestEndpoint && name == k.name;
+  in.maps.push_back(Input::Map{a, len, (index << 40) + off, ep});
+  // The mapping is used at once (loads and stores through it; trapped on register pages). Called
+  // from here rather than as an op of its own so that the seed corpus keeps its op numbering.
+  OpMmio(p, in);
 }
 
 void OpSetIrqs(FuzzedDataProvider& p, Input& in) {
@@ -1020,7 +1023,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider p(data, size);
   Input in;
   for (int step = 0; step < 64 && p.remaining_bytes() > 0; ++step) {
-    switch (p.ConsumeIntegralInRange<int>(0, 19)) {
+    switch (p.ConsumeIntegralInRange<int>(0, 18)) {
       case 0: case 1: OpOpen(p, in); break;
       case 2: OpClose(p, in); break;
       case 3: OpDup(p, in); break;
@@ -1037,7 +1040,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 15: case 16: OpDeviceDma(p, in); break;
       case 17: OpUnplug(p, in); break;
       case 18: OpIoeventfd(p, in); break;
-      case 19: OpMmio(p, in); break;
     }
     CheckStep(in);
   }

@@ -70,13 +70,17 @@ vb::Result<void> Domain::CheckRange(uint64_t iova, uint64_t size) const {
   return vb::Ok();
 }
 
-vb::Result<void> Domain::Map(uint64_t iova, uint64_t phys, uint64_t size, uint32_t prot) {
-  TRY(CheckRange(iova, size));
+uint32_t Domain::TableProt(uint32_t prot) const {
   // intel-iommu's quirk (6.1): the present bit it always sets is the read permission. A prot the
   // table refuses (0, unknown bits) stays refused.
   if (iommu_.caps().kind == IommuKind::kDmar && prot != 0 && !(prot & ~(kProtRead | kProtWrite)))
     prot |= kProtRead;
-  return page_table_->Map(iova, phys, size, prot);
+  return prot;
+}
+
+vb::Result<void> Domain::Map(uint64_t iova, uint64_t phys, uint64_t size, uint32_t prot) {
+  TRY(CheckRange(iova, size));
+  return page_table_->Map(iova, phys, size, TableProt(prot));
 }
 
 vb::Result<uint64_t> Domain::Unmap(uint64_t iova, uint64_t size) {

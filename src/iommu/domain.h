@@ -49,6 +49,9 @@ class Domain {
   // EINVAL: size 0, the range wraps, misaligned (4 KiB), prot 0; ERANGE: any part outside the
   // aperture; EEXIST: already mapped; ENOMEM: table allocation failed. All or nothing. On a
   // kDmar instance every mapping is also readable (intel-iommu's present bit; IommuKind).
+  // The permissions the page table really records for a mapping asked with `prot`: the driver's
+  // quirks applied (intel-iommu 6.1: every mapping is readable, design 0010).
+  uint32_t TableProt(uint32_t prot) const;
   vb::Result<void> Map(uint64_t iova, uint64_t phys, uint64_t size, uint32_t prot);
   // Paging domains only (EINVAL otherwise). Returns the bytes that were mapped in the range.
   // EINVAL: size 0, wraps, misaligned; ERANGE: outside the aperture. Strict: when it returns no
