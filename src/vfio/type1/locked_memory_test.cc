@@ -19,17 +19,17 @@ namespace {
 
 using testing::ScopedMemlockLimit;
 
-// AddressSanitizer intercepts mlock/mlockall and makes them do nothing (it cannot lock its
-// shadow memory), so the tests that need the kernel's mlocked count skip in ASan builds.
-#if defined(__SANITIZE_ADDRESS__)
+// The sanitizers' common interceptors make mlock/mlockall do nothing (they cannot lock their
+// shadow memory), so the tests that need the kernel's mlocked count skip in ASan and TSan builds.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define VB_MLOCK_IS_A_NOOP 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define VB_MLOCK_IS_A_NOOP 1
 #endif
 #endif
 #ifdef VB_MLOCK_IS_A_NOOP
-#define SKIP_WITHOUT_REAL_MLOCK() GTEST_SKIP() << "mlock is a no-op under AddressSanitizer"
+#define SKIP_WITHOUT_REAL_MLOCK() GTEST_SKIP() << "mlock is a no-op under the sanitizers"
 #else
 #define SKIP_WITHOUT_REAL_MLOCK() (void)0
 #endif
