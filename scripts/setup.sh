@@ -21,4 +21,8 @@ bash scripts/install-missing.sh "${pkgs[@]}"
 
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset"
-if [[ $preset == default ]]; then bash scripts/guest-kernel.sh build/guest-kernel; fi
+if [[ $preset == default ]]; then
+  bash scripts/guest-kernel.sh build/guest-kernel
+  # dmatest.ko for GuestIoatTest (that test skips without it).
+  bash scripts/guest-dmatest.sh build/guest-kernel || echo "setup: dmatest.ko not built; GuestIoatTest will skip" >&2
+fi
