@@ -24,12 +24,9 @@
 #include <cstring>
 #include <memory>
 
+#include "uapi_machine.h"
 #include "devices/ioat.h"
-#include "faults/fault_dispatcher.h"
 #include "hw/executor.h"
-#include "topology/system.h"
-#include "uapi/fd_table.h"
-#include "uapi/node_table.h"
 
 namespace {
 
@@ -51,8 +48,7 @@ constexpr uint32_t kMaxRing = 4096;
 // The default machine with the ioat opened (type1v2), BAR0's register page mapped, memory decode
 // and bus mastering on, buffers mapped at fixed IOVAs, the channel reset and CHANCMP programmed.
 struct Rig {
-  std::unique_ptr<topology::System> sys;
-  std::unique_ptr<uapi::VfioNodeTable> nodes;
+  bench::UapiMachine m;
   int container = -1, dev = -1;
   volatile uint8_t* bar = nullptr;
   uint8_t* src = nullptr;
@@ -64,20 +60,7 @@ struct Rig {
   uint32_t posted = 0;  // descriptors rung since CHAINADDR
 
   Rig() {
-    faults::FaultDispatcher::Install();
-    std::string err;
-    sys = topology::System::Create(topology::DefaultTopology(), &err);
-    if (!sys) Die("system");
-    nodes = std::make_unique<uapi::VfioNodeTable>(sys->vfio());
-    const std::string name = "0000:09:00.0";
-    auto* d = sys->machine().FindDevice(name).get();
-    container = Open("/dev/vfio/vfio");
-    const int g = Open("/dev/vfio/" + std::to_string(sys->iommu_core().GroupOf(*d)->id()));
-    if (Obj(g)->Ioctl(VFIO_GROUP_SET_CONTAINER, reinterpret_cast<unsigned long>(&container)) != 0 ||
-        Obj(container)->Ioctl(VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0)
-      Die("container");
-    dev = static_cast<int>(Obj(g)->Ioctl(VFIO_GROUP_GET_DEVICE_FD, reinterpret_cast<unsigned long>(name.c_str())));
-    if (dev < 0) Die("device");
+    dev = m.OpenDevice("0000:09:00.0", &container);
     int e = 0;
     bar = static_cast<volatile uint8_t*>(Obj(dev)->Mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &e));
     if (!bar || bar == MAP_FAILED) Die("bar mmap");
@@ -97,15 +80,8 @@ struct Rig {
     }
     W64(Ioat::kRegChanCmp, kIovaDrv + kDrvBytes - 4096);
   }
-  [[noreturn]] static void Die(const char* what) {
-    fprintf(stderr, "ioat_bench: %s failed\n", what);
-    std::abort();
-  }
-  static std::shared_ptr<uapi::FileObject> Obj(int fd) { return uapi::FdTable::Global().Lookup(fd).object; }
-  int Open(const std::string& path) {
-    int e = 0;
-    return uapi::FdTable::Global().Install(nodes->Open(path, O_RDWR, &e), O_CLOEXEC);
-  }
+  [[noreturn]] static void Die(const char* what) { bench::UapiMachine::Die(what); }
+  static std::shared_ptr<uapi::FileObject> Obj(int fd) { return bench::UapiMachine::Obj(fd); }
   uint8_t* Alloc(uint64_t size, uint64_t iova) {
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED) Die("mmap");
@@ -213,7 +189,7 @@ BENCHMARK(BM_Ioat_Copy)->Arg(4 << 10)->Arg(64 << 10)->UseManualTime()->Unit(benc
 void BM_Ioat_DoorbellToCompletion64(benchmark::State& state) {
   Rig& r = TheRig();
   r.BuildRing(kMaxRing, 64);
-  hw::Executor& ex = r.sys->machine().executor();
+  hw::Executor& ex = r.m.sys().machine().executor();
   std::atomic<bool> ran{false};
   double ioat_ns = 0, handoff_ns = 0;
   for (auto _ : state) {

@@ -16,10 +16,8 @@
 #include <cstring>
 #include <memory>
 
+#include "uapi_machine.h"
 #include "faults/fault_dispatcher.h"
-#include "topology/system.h"
-#include "uapi/fd_table.h"
-#include "uapi/node_table.h"
 
 namespace {
 
@@ -28,35 +26,19 @@ using Clock = std::chrono::steady_clock;
 // The default machine, edu (01:00.0) and test endpoint (07:00.0) opened through the UAPI, edu BAR0
 // and endpoint BAR0 mapped.
 struct Rig {
-  std::unique_ptr<topology::System> sys;
-  std::unique_ptr<uapi::VfioNodeTable> nodes;
-  int edu = -1, ep = -1;
-  volatile uint32_t* edu_bar = nullptr;
-  uint8_t* ep_bar0 = nullptr;
+  bench::UapiMachine m;
+  int edu = m.OpenDevice("0000:01:00.0");
+  int ep = m.OpenDevice("0000:07:00.0");
+  volatile uint32_t* edu_bar = static_cast<volatile uint32_t*>(Map(edu));
+  uint8_t* ep_bar0 = static_cast<uint8_t*>(Map(ep));
 
-  Rig() {
-    faults::FaultDispatcher::Install();
-    std::string err;
-    sys = topology::System::Create(topology::DefaultTopology(), &err);
-    nodes = std::make_unique<uapi::VfioNodeTable>(sys->vfio());
-    edu = OpenDevice("0000:01:00.0");
-    ep = OpenDevice("0000:07:00.0");
+  static std::shared_ptr<uapi::FileObject> Obj(int fd) { return bench::UapiMachine::Obj(fd); }
+  // The first page of BAR0.
+  static void* Map(int dev) {
     int e = 0;
-    edu_bar = static_cast<volatile uint32_t*>(Obj(edu)->Mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &e));
-    ep_bar0 = static_cast<uint8_t*>(Obj(ep)->Mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &e));
-  }
-  static std::shared_ptr<uapi::FileObject> Obj(int fd) { return uapi::FdTable::Global().Lookup(fd).object; }
-  int Open(const std::string& path) {
-    int e = 0;
-    return uapi::FdTable::Global().Install(nodes->Open(path, O_RDWR, &e), O_CLOEXEC);
-  }
-  int OpenDevice(const std::string& name) {
-    auto* dev = sys->machine().FindDevice(name).get();
-    const int c = Open("/dev/vfio/vfio");
-    const int g = Open("/dev/vfio/" + std::to_string(sys->iommu_core().GroupOf(*dev)->id()));
-    Obj(g)->Ioctl(VFIO_GROUP_SET_CONTAINER, reinterpret_cast<unsigned long>(&c));
-    Obj(c)->Ioctl(VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
-    return static_cast<int>(Obj(g)->Ioctl(VFIO_GROUP_GET_DEVICE_FD, reinterpret_cast<unsigned long>(name.c_str())));
+    void* p = Obj(dev)->Mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 0, &e);
+    if (!p || p == MAP_FAILED) bench::UapiMachine::Die("BAR0 mmap");
+    return p;
   }
 };
 Rig& TheRig() {
