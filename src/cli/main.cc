@@ -287,6 +287,11 @@ int main(int argc, char** argv) {
                   "trap: register BARs mmappable, each access trapped and emulated (as Linux; default); "
                   "no-mmap: register BARs without MMAP, for QEMU with KVM")
       ->check(CLI::IsMember({"trap", "no-mmap"}));
+  std::string kernel;
+  run->add_option("--kernel", kernel,
+                  "which Linux the machine answers as: 6.1 (default) or 6.12 (adds /dev/iommu and the "
+                  "VFIO device cdevs); overrides the topology's \"kernel\"")
+      ->check(CLI::IsMember({"6.1", "6.12"}));
   run->add_option("program", program, "the program and its arguments (after --)")->required();
   run->prefix_command();
   // Everything after the first "--" of `run` is the program's, verbatim (CLI11's prefix mode would
@@ -311,6 +316,7 @@ int main(int argc, char** argv) {
       for (const std::string& extra : run->remaining()) program.push_back(extra);
     }
     if (!register_bars.empty()) setenv("VFIOBOX_REGISTER_BARS", register_bars.c_str(), 1);
+    if (!kernel.empty()) setenv("VFIOBOX_KERNEL", kernel.c_str(), 1);
     return Run(topology_file, trace, program);
   }
 

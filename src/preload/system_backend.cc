@@ -67,6 +67,15 @@ std::unique_ptr<SystemBackend> SystemBackend::Create() {
     if (std::string_view(bars) == "no-mmap") spec.register_bars = topology::RegisterBars::kNoMmap;
     else if (std::string_view(bars) == "trap") spec.register_bars = topology::RegisterBars::kTrap;
   }
+  // `vfiobox run --kernel=...` overrides the topology's personality.
+  if (const char* kernel = std::getenv("VFIOBOX_KERNEL"); kernel && *kernel) {
+    auto k = vb::ParseKernelPersonality(kernel);
+    if (!k) {
+      std::fprintf(stderr, "vfiobox: VFIOBOX_KERNEL=%s: expected 6.1 or 6.12\n", kernel);
+      return nullptr;
+    }
+    spec.kernel = *k;
+  }
   std::string error;
   auto sys = topology::System::Create(spec, &error);
   if (!sys) {

@@ -88,7 +88,7 @@ bool System::Build(std::string* error) {
     auto r = iommu_core_->AddIommu(spec_.iommus[i].name, CapsOf(spec_.iommus[i]));
     if (!r.has_value()) return fail("iommu " + spec_.iommus[i].name + ": " + r.error().ToString());
   }
-  vfio_ = std::make_unique<vfio::Vfio>(*iommu_core_);
+  vfio_ = std::make_unique<vfio::Vfio>(*iommu_core_, spec_.kernel);
   vfio_->RegisterBackend(type1_);
   vfio_platform_ = std::make_unique<vfio::BasicDriver>(*vfio_);
   vfio_pci_ = std::make_unique<vfio::pci::VfioPciDriver>(

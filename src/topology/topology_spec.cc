@@ -343,8 +343,13 @@ std::optional<TopologySpec> ParseTopology(const std::string& text, const std::st
     return std::nullopt;
   }
   try {
-    OnlyKeys(root, "", {"register_bars", "iommus", "pci", "platform"});
+    OnlyKeys(root, "", {"kernel", "register_bars", "iommus", "pci", "platform"});
     TopologySpec t;
+    if (root.contains("kernel")) {
+      auto k = vb::ParseKernelPersonality(Str(root.at("kernel"), "/kernel"));
+      if (!k) Fail("/kernel", "expected \"6.1\" or \"6.12\"");
+      t.kernel = *k;
+    }
     if (root.contains("register_bars")) {
       const std::string mode = Str(root.at("register_bars"), "/register_bars");
       if (mode == "trap") t.register_bars = RegisterBars::kTrap;

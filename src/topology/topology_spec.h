@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/kernel_personality.h"
 #include "hw/pci_types.h"
 #include "iommu/iommu.h"
 
@@ -73,6 +74,8 @@ enum class RegisterBars {
 };
 
 struct TopologySpec {
+  // "kernel": "6.1" (default) or "6.12": which Linux the machine answers as.
+  vb::KernelPersonality kernel = vb::KernelPersonality::kLinux6_1;
   RegisterBars register_bars = RegisterBars::kTrap;
   std::vector<IommuSpec> iommus;
   std::vector<PciSpec> pci;

@@ -144,5 +144,17 @@ TEST(TopologySpec, NumbersMayBeHexStrings) {
   EXPECT_EQ(t->iommus[0].reserved[0].last, 0xfeefffffu);
 }
 
+TEST(TopologySpecTest, KernelPersonality) {
+  ParseError err;
+  auto t = ParseTopology(R"({"kernel": "6.12", "iommus": [{"name": "d"}], "pci": [{"bdf": "00:00.0", "type": "host-bridge"}]})", "t", &err);
+  ASSERT_TRUE(t) << err.message;
+  EXPECT_EQ(t->kernel, vb::KernelPersonality::kLinux6_12);
+  auto d = ParseTopology(R"({"iommus": [{"name": "d"}], "pci": [{"bdf": "00:00.0", "type": "host-bridge"}]})", "t", &err);
+  ASSERT_TRUE(d) << err.message;
+  EXPECT_EQ(d->kernel, vb::KernelPersonality::kLinux6_1);
+  EXPECT_FALSE(ParseTopology(R"({"kernel": "5.4", "iommus": [{"name": "d"}]})", "t", &err));
+  EXPECT_NE(err.message.find("/kernel"), std::string::npos) << err.message;
+}
+
 }  // namespace
 }  // namespace topology

@@ -4,7 +4,8 @@
 
 namespace vfio {
 
-Vfio::Vfio(iommu::IommuCore& iommu_core) : iommu_core_(iommu_core) {}
+Vfio::Vfio(iommu::IommuCore& iommu_core, vb::KernelPersonality personality)
+    : iommu_core_(iommu_core), personality_(personality) {}
 
 Vfio::~Vfio() = default;
 

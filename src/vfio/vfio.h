@@ -18,6 +18,7 @@
 #include <set>
 #include <vector>
 
+#include "base/kernel_personality.h"
 #include "base/mutex.h"
 #include "base/ref_counted.h"
 #include "base/result.h"
@@ -33,7 +34,8 @@ namespace vfio {
 
 class Vfio {
  public:
-  explicit Vfio(iommu::IommuCore& iommu_core);
+  explicit Vfio(iommu::IommuCore& iommu_core,
+                vb::KernelPersonality personality = vb::KernelPersonality::kLinux6_1);
   ~Vfio();
   Vfio(const Vfio&) = delete;
   Vfio& operator=(const Vfio&) = delete;
@@ -58,12 +60,15 @@ class Vfio {
   vb::RefPtr<Group> FindGroup(int id) const EXCLUDES(registry_mu_);
   std::vector<vb::RefPtr<Group>> Groups() const EXCLUDES(registry_mu_);
   iommu::IommuCore& iommu_core() const { return iommu_core_; }
+  // Which Linux this core answers as (base/kernel_personality.h); fixed for its lifetime.
+  vb::KernelPersonality personality() const { return personality_; }
 
   // How long unregistration waits between two requests (Linux: 10 s).
   void set_request_interval(std::chrono::milliseconds d) { request_interval_ms_ = d.count(); }
 
  private:
   iommu::IommuCore& iommu_core_;
+  const vb::KernelPersonality personality_;
   std::atomic<int64_t> request_interval_ms_{10000};
 
   mutable vb::Mutex registry_mu_{vb::LockRank::kVfioGroupRegistry};  // groups_, indexes_, drivers_
