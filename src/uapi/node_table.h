@@ -23,6 +23,10 @@ class VfioNodeTable final : public NodeTable {
   static constexpr unsigned kMiscMajor = 10;
   static constexpr unsigned kVfioMinor = 196;
   static constexpr unsigned kGroupMajor = 242;
+  // 6.12 personality only: /dev/iommu (a misc device with a dynamic minor) and the VFIO device
+  // cdevs /dev/vfio/devices/vfio<index> (the "vfio-dev" char region; minor = the device index).
+  static constexpr unsigned kIommuMinor = 123;
+  static constexpr unsigned kVfioDevMajor = 237;
 
   // `fds`: the table the device fds created by GET_DEVICE_FD are installed in.
   explicit VfioNodeTable(vfio::Vfio& vfio, FdTable& fds = FdTable::Global())
