@@ -190,12 +190,24 @@ iommufd_excludes() {  # BINARY BDF ENV... -> prints "-V name" pairs
     while read -r v; do printf -- '-V\n%s\n' "$v"; done
 }
 
-# run LABEL MODE BINARY BDF...   MODE: "stock", or an IOMMU mode for the default_iommu_mode shim
+# The environment of a MODE: "stock" (the machine's default 6.1 personality, the binary's own
+# default IOMMU mode), "6.12" (the machine answers as Linux 6.12: /dev/iommu and the VFIO cdevs
+# exist, so every variant runs), or an IOMMU mode for the default_iommu_mode shim.
+mode_env() {
+  case $1 in
+    stock) ;;
+    6.12) echo VFIOBOX_KERNEL=6.12 ;;
+    *) echo VFIOBOX_KST_DEFAULT_IOMMU_MODE="$1" ;;
+  esac
+}
+
+# run LABEL MODE BINARY BDF...   MODE: see mode_env
 run() {
   local label=$1 mode=$2 b=$3; shift 3
   local log=$logs/$label.log envs=() hargs=() rc
-  [[ $mode == stock ]] || envs=(VFIOBOX_KST_DEFAULT_IOMMU_MODE="$mode")
-  mapfile -t hargs < <(iommufd_excludes "$b" "$1" "${envs[@]}")
+  mapfile -t envs < <(mode_env "$mode")
+  # Under 6.12 the iommufd variants are vfiobox's to pass; under 6.1 they cannot exist.
+  [[ $mode == 6.12 ]] || mapfile -t hargs < <(iommufd_excludes "$b" "$1" "${envs[@]}")
   local traceflag=()
   ((trace)) && traceflag=(--trace)
   echo "+ ${envs[*]} vfiobox run ${traceflag[*]} -- $b ${hargs[*]} $*" > "$log"
@@ -241,6 +253,16 @@ done
 run "vfio_iommufd_setup_test@$edu"             stock vfio_iommufd_setup_test "$edu"
 run "vfio_pci_device_init_perf_test@$edu,$tep" stock vfio_pci_device_init_perf_test "$edu" "$tep"
 run "vfio_pci_sriov_uapi_test@$edu"            stock vfio_pci_sriov_uapi_test "$edu"
+# The same binaries on a machine that answers as Linux 6.12 (vfiobox run --kernel 6.12): every
+# variant, iommufd and iommufd_compat_type1{,v2} included, in the binaries' own default modes.
+for dev in "$edu" "$tep" "$ioat"; do
+  run "vfio_dma_mapping_test@$dev+6.12"        6.12 vfio_dma_mapping_test "$dev"
+  run "vfio_dma_mapping_mmio_test@$dev+6.12"   6.12 vfio_dma_mapping_mmio_test "$dev"
+  run "vfio_pci_device_test@$dev+6.12"         6.12 vfio_pci_device_test "$dev"
+  run "vfio_pci_driver_test@$dev+6.12"         6.12 vfio_pci_driver_test "$dev"
+done
+run "vfio_iommufd_setup_test@$edu+6.12"        6.12 vfio_iommufd_setup_test "$edu"
+run "vfio_pci_device_init_perf_test@$edu,$tep+6.12" 6.12 vfio_pci_device_init_perf_test "$edu" "$tep"
 run_s=$((SECONDS - t_run))
 
 # --no-fork: each case the harness reported, alone in one process (see tests/kernel-selftests/shim.c).
@@ -253,7 +275,7 @@ if ((nofork)); then
   mkdir -p "$logs/nofork"
   while read -r label mode b bdfs; do
     envs=(VFIOBOX_KST_NO_FORK=1)
-    [[ $mode == stock ]] || envs+=(VFIOBOX_KST_DEFAULT_IOMMU_MODE="$mode")
+    mapfile -t -O 1 envs < <(mode_env "$mode")
     traceflag=()
     ((trace)) && traceflag=(--trace)
     while read -r name; do
@@ -307,7 +329,8 @@ fi
 if ((write_expected)); then
   {
     echo "# Kernel VFIO selftest cases that must PASS under vfiobox: BINARY@BDF[,BDF][+MODE]/CASE"
-    echo "# (+type1v2: default_iommu_mode set to vfio_type1v2_iommu by tests/kernel-selftests/shim.c)."
+    echo "# (+type1v2: default_iommu_mode set to vfio_type1v2_iommu by tests/kernel-selftests/shim.c;"
+    echo "# +6.12: the machine answers as Linux 6.12, vfiobox run --kernel 6.12)."
     echo "# A nofork: line is checked only by --no-fork runs (the case alone in one process, the"
     echo "# harness's fork()s made no-ops). scripts/kernel-selftests.sh fails when a listed case does"
     echo "# not pass; grow the list as features land (--write-expected rewrites it from a run; keep"
